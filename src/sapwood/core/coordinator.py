@@ -1,0 +1,366 @@
+"""Get, put and delete coordinators: one request's life, as named states.
+
+A coordinator runs on the node that received the request. It talks to the replicas of the key's
+preference list only through messages, so the same code serves one node (all replicas local) and a
+cluster (replicas across the network), and the simulator drives it unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from sapwood.core import kvobject
+from sapwood.core.effects import Effect, Reply, Send, SetTimer
+from sapwood.core.errors import BadRequest, Conflict, NotFound, SapwoodError, TooLarge, Unavailable
+from sapwood.core.kvobject import KVObject, Metadata
+from sapwood.core.messages import (
+    CoordinatePut,
+    CoordinatePutReply,
+    Fetch,
+    FetchReply,
+    Reap,
+    Replicate,
+    StoreAck,
+)
+from sapwood.core.quorum import GetQuorum, PutQuorum, Verdict
+from sapwood.core.requests import DeleteResult, GetResult, PutResult
+from sapwood.core.ring import BKey, PreflistEntry
+
+_ERRORS_BY_STATUS: dict[int, type[SapwoodError]] = {
+    400: BadRequest, 409: Conflict, 413: TooLarge,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Quorums:
+    """A request's quorum values, already resolved to replica counts against n_val."""
+
+    n: int
+    r: int = 1
+    pr: int = 0
+    w: int = 1
+    dw: int = 1
+    pw: int = 0
+    notfound_ok: bool = True
+    basic_quorum: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WriteMode:
+    allow_mult: bool
+    last_write_wins: bool
+    delete_mode: int | str = 3000
+
+
+class Phase(Enum):
+    COLLECTING = "collecting"
+    ANSWERED = "answered"  # the client has its answer; still collecting for read repair
+    DONE = "done"
+
+
+def timer_key(req_id: int) -> tuple[str, int]:
+    return ("request", req_id)
+
+
+class GetCoordinator:
+    """Fetch from all N replicas, answer at R, then read-repair the replicas that were behind."""
+
+    def __init__(
+        self, req_id: int, node: str, bkey: BKey, preflist: list[PreflistEntry],
+        quorums: Quorums, mode: WriteMode, timeout_ms: int,
+    ) -> None:
+        self.req_id = req_id
+        self.node = node
+        self.bkey = bkey
+        self.preflist = preflist
+        self.mode = mode
+        self.timeout_ms = timeout_ms
+        self.phase = Phase.COLLECTING
+        self.replies: dict[int, KVObject | None] = {}
+        self.quorum = GetQuorum(
+            n=quorums.n, r=quorums.r, pr=quorums.pr, notfound_ok=quorums.notfound_ok,
+            basic_quorum=quorums.basic_quorum, primaries=sum(e.primary for e in preflist),
+        )
+        self._primary = {e.partition: e.primary for e in preflist}
+        self._node_of = {e.partition: e.node for e in preflist}
+
+    @property
+    def done(self) -> bool:
+        return self.phase is Phase.DONE
+
+    def start(self, now_ms: int) -> list[Effect]:
+        effects: list[Effect] = [
+            Send(e.node, Fetch(self.req_id, self.node, e.partition, self.bkey)) for e in self.preflist
+        ]
+        effects.append(SetTimer(timer_key(self.req_id), now_ms + self.timeout_ms))
+        return effects
+
+    def merged(self) -> KVObject | None:
+        result: KVObject | None = None
+        for obj in self.replies.values():
+            result = kvobject.merge(result, obj, allow_mult=self.mode.allow_mult)
+        return result
+
+    def on_message(self, msg: Any, now_ms: int) -> list[Effect]:
+        if not isinstance(msg, FetchReply) or msg.partition in self.replies:
+            return []
+        if msg.partition not in self._primary:
+            return []
+        if msg.error is None:
+            self.replies[msg.partition] = msg.obj
+        verdict = self.quorum.add(
+            found=msg.obj is not None, error=msg.error is not None,
+            primary=self._primary[msg.partition],
+        )
+        effects: list[Effect] = []
+        if self.phase is Phase.COLLECTING and verdict is not Verdict.PENDING:
+            effects.append(self._answer(verdict))
+        if self.quorum.replies >= len(self.preflist):
+            effects += self._finish(now_ms)
+        return effects
+
+    def _answer(self, verdict: Verdict) -> Reply:
+        self.phase = Phase.ANSWERED
+        if verdict is Verdict.FAILED:
+            return Reply(self.req_id, Unavailable(self.quorum.reason))
+        obj = self.merged() if verdict is Verdict.OK else None
+        return Reply(self.req_id, GetResult(self.bkey, obj))
+
+    def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
+        effects: list[Effect] = []
+        if self.phase is Phase.COLLECTING:
+            self.phase = Phase.ANSWERED
+            got = self.quorum.found + self.quorum.notfound
+            effects.append(Reply(self.req_id, Unavailable(
+                f"R-value unsatisfied: {got}/{self.quorum.r} (timeout)")))
+        return effects + self._finish(now_ms)
+
+    def _finish(self, now_ms: int) -> list[Effect]:
+        """All replies are in (or time is up): repair the replicas that were behind."""
+        if self.phase is Phase.DONE:
+            return []
+        self.phase = Phase.DONE
+        merged = self.merged()
+        if merged is None:
+            return []
+        effects: list[Effect] = []
+        for partition, obj in self.replies.items():
+            if not kvobject.equivalent(obj, merged):
+                effects.append(Send(self._node_of[partition], Replicate(
+                    -1, "", partition, self.bkey, merged, self.mode.allow_mult)))
+        if merged.is_tombstone and not effects and self._all_primaries_replied():
+            effects += reap_effects(self.bkey, self.preflist, merged, self.mode.delete_mode)
+        return effects
+
+    def _all_primaries_replied(self) -> bool:
+        primaries = [e.partition for e in self.preflist if e.primary]
+        return len(primaries) == self.quorum.n and all(p in self.replies for p in primaries)
+
+
+def reap_effects(
+    bkey: BKey, preflist: list[PreflistEntry], tombstone: KVObject, delete_mode: int | str
+) -> list[Effect]:
+    """Every primary holds this same tombstone: ask each to remove it (after delete_mode ms)."""
+    if delete_mode == "keep":
+        return []
+    delay = 0 if delete_mode == "immediate" else int(delete_mode)
+    clock = dict(tombstone.clock)
+    return [Send(e.node, Reap(e.partition, bkey, clock, delay)) for e in preflist if e.primary]
+
+
+class PutPhase(Enum):
+    COORDINATING = "coordinating"  # waiting for the coordinating vnode to mint the new version
+    REPLICATING = "replicating"
+    DONE = "done"
+
+
+class PutCoordinator:
+    """Apply the write at one vnode (which mints the dot), replicate to the rest, count W/DW/PW."""
+
+    def __init__(
+        self, req_id: int, node: str, bkey: BKey, preflist: list[PreflistEntry],
+        quorums: Quorums, mode: WriteMode, timeout_ms: int,
+        value: bytes, meta: Metadata, context: dict[bytes, int], return_body: bool,
+    ) -> None:
+        self.req_id = req_id
+        self.node = node
+        self.bkey = bkey
+        self.preflist = preflist
+        self.mode = mode
+        self.timeout_ms = timeout_ms
+        self.value = value
+        self.meta = meta
+        self.context = context
+        self.return_body = return_body
+        self.phase = PutPhase.COORDINATING
+        self.obj: KVObject | None = None
+        self.quorum = PutQuorum(
+            n=quorums.n, w=quorums.w, dw=max(quorums.dw, 1), pw=quorums.pw,
+            primaries=sum(e.primary for e in preflist),
+        )
+        self._primary = {e.partition: e.primary for e in preflist}
+        local = [e for e in preflist if e.node == node]
+        self.coordinating = (local or preflist)[0]
+
+    @property
+    def done(self) -> bool:
+        return self.phase is PutPhase.DONE
+
+    def start(self, now_ms: int) -> list[Effect]:
+        early = self.quorum.verdict()
+        if early is Verdict.FAILED:
+            self.phase = PutPhase.DONE
+            return [Reply(self.req_id, Unavailable(self.quorum.reason))]
+        c = self.coordinating
+        return [
+            Send(c.node, CoordinatePut(
+                self.req_id, self.node, c.partition, self.bkey, self.value, self.meta,
+                self.context, self.mode.allow_mult, self.mode.last_write_wins,
+            )),
+            SetTimer(timer_key(self.req_id), now_ms + self.timeout_ms),
+        ]
+
+    def on_message(self, msg: Any, now_ms: int) -> list[Effect]:
+        if self.phase is PutPhase.DONE:
+            return []
+        if isinstance(msg, CoordinatePutReply) and self.phase is PutPhase.COORDINATING:
+            return self._on_coordinated(msg)
+        if isinstance(msg, StoreAck) and msg.partition in self._primary:
+            primary = self._primary[msg.partition]
+            if msg.error is not None:
+                return self._decide(self.quorum.fail(msg.partition, primary=primary))
+            return self._decide(self.quorum.ack(msg.partition, durable=msg.durable, primary=primary))
+        return []
+
+    def _on_coordinated(self, msg: CoordinatePutReply) -> list[Effect]:
+        if msg.obj is None:
+            self.phase = PutPhase.DONE
+            error_class = _ERRORS_BY_STATUS.get(msg.status, Unavailable)
+            return [Reply(self.req_id, error_class(msg.error or "the coordinating vnode failed"))]
+        self.obj = msg.obj
+        self.phase = PutPhase.REPLICATING
+        effects: list[Effect] = [
+            Send(e.node, Replicate(self.req_id, self.node, e.partition, self.bkey, msg.obj,
+                                   self.mode.allow_mult))
+            for e in self.preflist if e.partition != self.coordinating.partition
+        ]
+        primary = self._primary[msg.partition]
+        return effects + self._decide(self.quorum.ack(msg.partition, durable=False, primary=primary))
+
+    def _decide(self, verdict: Verdict) -> list[Effect]:
+        if verdict is Verdict.PENDING:
+            return []
+        self.phase = PutPhase.DONE
+        if verdict is Verdict.FAILED:
+            return [Reply(self.req_id, Unavailable(self.quorum.reason))]
+        obj = self.obj if self.return_body else None
+        return [Reply(self.req_id, PutResult(self.bkey, obj))]
+
+    def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
+        if self.phase is PutPhase.DONE:
+            return []
+        self.phase = PutPhase.DONE
+        return [Reply(self.req_id, Unavailable(self.quorum.timeout_reason()))]
+
+
+class DeletePhase(Enum):
+    READING = "reading"  # no context given: fetch the current version to delete it
+    WRITING = "writing"  # putting the tombstone
+    CONFIRMING = "confirming"  # answered; checking every primary holds the tombstone, then reap
+    DONE = "done"
+
+
+class DeleteCoordinator:
+    """A delete is a put of a tombstone over what the client (or a fresh read) has seen.
+
+    Once it succeeds, a read of all primaries decides whether the tombstone can be reaped.
+    """
+
+    def __init__(
+        self, req_id: int, node: str, bkey: BKey, preflist: list[PreflistEntry],
+        quorums: Quorums, mode: WriteMode, timeout_ms: int, context: dict[bytes, int] | None,
+    ) -> None:
+        self.req_id = req_id
+        self.node = node
+        self.bkey = bkey
+        self.preflist = preflist
+        self.quorums = quorums
+        self.mode = mode
+        self.timeout_ms = timeout_ms
+        self.context = context
+        self.phase = DeletePhase.READING
+        self.inner: GetCoordinator | PutCoordinator | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.phase is DeletePhase.DONE
+
+    def start(self, now_ms: int) -> list[Effect]:
+        if self.context is not None:
+            return self._write(self.context, now_ms)
+        self.inner = GetCoordinator(self.req_id, self.node, self.bkey, self.preflist,
+                                    self.quorums, self.mode, self.timeout_ms)
+        return self.inner.start(now_ms)
+
+    def _write(self, context: dict[bytes, int], now_ms: int) -> list[Effect]:
+        self.phase = DeletePhase.WRITING
+        tombstone = Metadata(deleted=True)
+        # A tombstone must never be resolved away by a concurrent live sibling on allow_mult=false
+        # buckets before every replica has it, so it is written like any other value.
+        self.inner = PutCoordinator(
+            self.req_id, self.node, self.bkey, self.preflist, self.quorums, self.mode,
+            self.timeout_ms, b"", tombstone, context, return_body=False,
+        )
+        return self.inner.start(now_ms)
+
+    def _confirm(self, now_ms: int) -> list[Effect]:
+        self.phase = DeletePhase.CONFIRMING
+        primaries = [e for e in self.preflist if e.primary]
+        if len(primaries) < self.quorums.n or self.mode.delete_mode == "keep":
+            self.phase = DeletePhase.DONE
+            return []
+        confirm = Quorums(n=self.quorums.n, r=self.quorums.n, notfound_ok=True)
+        self.inner = GetCoordinator(self.req_id, self.node, self.bkey, primaries, confirm,
+                                    self.mode, self.timeout_ms)
+        return self.inner.start(now_ms)
+
+    def _translate(self, effects: list[Effect], now_ms: int) -> list[Effect]:
+        out: list[Effect] = []
+        for effect in effects:
+            if not isinstance(effect, Reply):
+                out.append(effect)
+            else:
+                out += self._on_inner_reply(effect.result, now_ms)
+        if self.phase is DeletePhase.CONFIRMING and self.inner is not None and self.inner.done:
+            self.phase = DeletePhase.DONE
+        return out
+
+    def _on_inner_reply(self, result: Any, now_ms: int) -> list[Effect]:
+        if self.phase is DeletePhase.READING:
+            if isinstance(result, SapwoodError):
+                self.phase = DeletePhase.DONE
+                return [Reply(self.req_id, result)]
+            assert isinstance(result, GetResult)
+            if not result.found:
+                self.phase = DeletePhase.DONE
+                return [Reply(self.req_id, NotFound("not found"))]
+            assert result.obj is not None
+            return self._write(dict(result.obj.clock), now_ms)
+        if self.phase is DeletePhase.WRITING:
+            if isinstance(result, SapwoodError):
+                self.phase = DeletePhase.DONE
+                return [Reply(self.req_id, result)]
+            return [Reply(self.req_id, DeleteResult(self.bkey)), *self._confirm(now_ms)]
+        return []  # the confirming read's own answer goes nowhere: its repair and reap effects do
+
+    def on_message(self, msg: Any, now_ms: int) -> list[Effect]:
+        if self.inner is None or self.phase is DeletePhase.DONE:
+            return []
+        return self._translate(self.inner.on_message(msg, now_ms), now_ms)
+
+    def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
+        if self.inner is None or self.phase is DeletePhase.DONE:
+            return []
+        return self._translate(self.inner.on_timer(key, now_ms), now_ms)

@@ -1,0 +1,45 @@
+"""Typed errors of the store. Each maps to one HTTP status, so every layer reports them the same way."""
+
+from __future__ import annotations
+
+
+class SapwoodError(Exception):
+    """Base of every error Sapwood reports to a client; `status` is the HTTP status it maps to."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(SapwoodError):
+    """The request is malformed or asks for something invalid; nothing was changed."""
+
+    status = 400
+
+
+class NotFound(SapwoodError):
+    status = 404
+
+
+class Conflict(SapwoodError):
+    """The request is valid but the stored state refuses it (e.g. too many siblings)."""
+
+    status = 409
+
+
+class PreconditionFailed(SapwoodError):
+    """A conditional request's condition (If-Match, context, CAS) does not hold."""
+
+    status = 412
+
+
+class TooLarge(SapwoodError):
+    status = 413
+
+
+class Unavailable(SapwoodError):
+    """Not enough replicas answered (quorum unmet, timeout, no majority)."""
+
+    status = 503

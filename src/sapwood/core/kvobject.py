@@ -1,0 +1,242 @@
+"""The stored object: siblings (value + metadata + dot) under one version vector.
+
+Writes are applied by the coordinating vnode (`apply_write`), which mints the new dot; every other
+replica merges whole objects (`merge`). Both keep exactly the siblings nobody has seen superseded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+
+import msgpack
+
+from sapwood.core.causal import Dot, VClock, clock_from_wire, clock_to_wire, covers, merge_clocks
+from sapwood.core.errors import Conflict, TooLarge
+from sapwood.core.limits import MAX_OBJECT_BYTES, MAX_SIBLINGS
+
+ENCODING_VERSION = 1
+
+Index = tuple[str, str | int]
+Link = tuple[str, str, str]  # (bucket, key, tag)
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    content_type: str = "application/octet-stream"
+    charset: str | None = None
+    encoding: str | None = None
+    usermeta: tuple[tuple[str, str], ...] = ()
+    indexes: tuple[Index, ...] = ()
+    links: tuple[Link, ...] = ()
+    last_modified_ms: int = 0
+    vtag: str = ""
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sibling:
+    value: bytes
+    meta: Metadata
+    dot: Dot
+
+
+@dataclass(frozen=True, slots=True)
+class KVObject:
+    siblings: tuple[Sibling, ...]
+    clock: VClock = field(default_factory=dict)
+
+    @property
+    def is_tombstone(self) -> bool:
+        return all(s.meta.deleted for s in self.siblings)
+
+    @property
+    def live_siblings(self) -> tuple[Sibling, ...]:
+        return tuple(s for s in self.siblings if not s.meta.deleted)
+
+    def byte_size(self) -> int:
+        return sum(len(s.value) for s in self.siblings)
+
+
+def make_vtag(dot: Dot) -> str:
+    """A sibling's entity tag, derived from its dot so every replica names it alike."""
+    digest = hashlib.blake2b(dot.actor + dot.counter.to_bytes(8, "big"), digest_size=12).digest()
+    return _base62(int.from_bytes(digest, "big"))
+
+
+def _base62(n: int) -> str:
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    out = []
+    while n:
+        n, r = divmod(n, 62)
+        out.append(alphabet[r])
+    return "".join(reversed(out)) or "0"
+
+
+def _newest_key(s: Sibling) -> tuple[int, bytes, int]:
+    # Ties on the timestamp are broken by the dot so every replica picks the same winner.
+    return (s.meta.last_modified_ms, s.dot.actor, s.dot.counter)
+
+
+def resolve_newest(obj: KVObject) -> KVObject:
+    """Collapse siblings to the newest one (allow_mult=false, last_write_wins); the clock is kept."""
+    if len(obj.siblings) <= 1:
+        return obj
+    return KVObject((max(obj.siblings, key=_newest_key),), obj.clock)
+
+
+def apply_write(
+    current: KVObject | None,
+    context: VClock,
+    value: bytes,
+    meta: Metadata,
+    actor: bytes,
+    now_ms: int,
+    *,
+    allow_mult: bool,
+    last_write_wins: bool = False,
+) -> KVObject:
+    """Apply a client write at the coordinating vnode `actor`.
+
+    Siblings the client's context has seen are replaced; concurrent ones stay beside the new value.
+    With last_write_wins the new value replaces everything, seen or not.
+    """
+    clock = dict(current.clock) if current else {}
+    counter = clock.get(actor, 0) + 1
+    dot = Dot(actor, counter)
+    meta = replace(meta, last_modified_ms=now_ms, vtag=make_vtag(dot))
+    new = Sibling(value, meta, dot)
+    if last_write_wins or current is None:
+        kept: tuple[Sibling, ...] = ()
+    else:
+        kept = tuple(s for s in current.siblings if not covers(context, s.dot))
+    merged = merge_clocks(clock, context)
+    merged[actor] = counter
+    result = KVObject((*kept, new), merged)
+    if not allow_mult or last_write_wins:
+        return resolve_newest(result)
+    check_sibling_limit(result)
+    return result
+
+
+def check_sibling_limit(obj: KVObject) -> None:
+    if len(obj.siblings) > MAX_SIBLINGS:
+        raise Conflict(
+            f"the write would leave {len(obj.siblings)} siblings (limit {MAX_SIBLINGS}); "
+            "fetch the object, resolve its siblings and write back with its context"
+        )
+
+
+def check_value_size(value: bytes) -> None:
+    if len(value) > MAX_OBJECT_BYTES:
+        raise TooLarge(f"object is {len(value)} bytes; the limit is {MAX_OBJECT_BYTES}")
+
+
+def merge(a: KVObject | None, b: KVObject | None, *, allow_mult: bool = True) -> KVObject | None:
+    """Syntactic merge of two replicas: keep each side's siblings the other side has not superseded."""
+    if a is None or a is b:
+        return b
+    if b is None:
+        return a
+    if a.clock == b.clock and {s.dot for s in a.siblings} == {s.dot for s in b.siblings}:
+        return a
+    b_dots = {s.dot for s in b.siblings}
+    a_dots = {s.dot for s in a.siblings}
+    kept = [s for s in a.siblings if s.dot in b_dots or not covers(b.clock, s.dot)]
+    kept += [s for s in b.siblings if s.dot not in a_dots and not covers(a.clock, s.dot)]
+    kept.sort(key=lambda s: (s.dot.actor, s.dot.counter))
+    result = KVObject(tuple(kept), merge_clocks(a.clock, b.clock))
+    return result if allow_mult else resolve_newest(result)
+
+
+def equivalent(a: KVObject | None, b: KVObject | None) -> bool:
+    if a is None or b is None or a is b:
+        return a is b
+    return dict(a.clock) == dict(b.clock) and {s.dot for s in a.siblings} == {
+        s.dot for s in b.siblings
+    }
+
+
+# --- encoding -------------------------------------------------------------------------------
+
+
+def _meta_to_wire(m: Metadata) -> list[object]:
+    return [
+        m.content_type,
+        m.charset,
+        m.encoding,
+        [list(kv) for kv in m.usermeta],
+        [list(ix) for ix in m.indexes],
+        [list(link) for link in m.links],
+        m.last_modified_ms,
+        m.vtag,
+        m.deleted,
+    ]
+
+
+def _meta_from_wire(w: list[object]) -> Metadata:
+    ctype, charset, encoding, usermeta, indexes, links, lastmod, vtag, deleted = w
+    return Metadata(
+        content_type=ctype,  # type: ignore[arg-type]
+        charset=charset,  # type: ignore[arg-type]
+        encoding=encoding,  # type: ignore[arg-type]
+        usermeta=tuple((k, v) for k, v in usermeta),  # type: ignore[attr-defined]
+        indexes=tuple((k, v) for k, v in indexes),  # type: ignore[attr-defined]
+        links=tuple((b, k, t) for b, k, t in links),  # type: ignore[attr-defined]
+        last_modified_ms=lastmod,  # type: ignore[arg-type]
+        vtag=vtag,  # type: ignore[arg-type]
+        deleted=deleted,  # type: ignore[arg-type]
+    )
+
+
+def to_wire(obj: KVObject) -> list[object]:
+    return [
+        ENCODING_VERSION,
+        clock_to_wire(obj.clock),
+        [[s.value, _meta_to_wire(s.meta), s.dot.actor, s.dot.counter] for s in obj.siblings],
+    ]
+
+
+def from_wire(w: list[object]) -> KVObject:
+    version, clock, siblings = w
+    if version != ENCODING_VERSION:
+        raise ValueError(f"unknown object encoding version {version}")
+    return KVObject(
+        tuple(
+            Sibling(value, _meta_from_wire(meta), Dot(actor, counter))
+            for value, meta, actor, counter in siblings  # type: ignore[attr-defined]
+        ),
+        clock_from_wire(clock),  # type: ignore[arg-type]
+    )
+
+
+def encode(obj: KVObject) -> bytes:
+    return msgpack.packb(to_wire(obj), use_bin_type=True)
+
+
+def decode(data: bytes) -> KVObject:
+    return from_wire(msgpack.unpackb(data, raw=False))
+
+
+DECODE_CACHE_ENTRIES = 4096
+
+
+class DecodeCache:
+    """Decoded objects by their stored bytes.
+
+    The N replicas of a key usually hold byte-identical copies, so a read decodes once, not N
+    times. Objects are immutable, so sharing them is safe.
+    """
+
+    def __init__(self, limit: int = DECODE_CACHE_ENTRIES) -> None:
+        self.limit = limit
+        self._entries: dict[bytes, KVObject] = {}
+
+    def decode(self, data: bytes) -> KVObject:
+        obj = self._entries.get(data)
+        if obj is None:
+            obj = decode(data)
+            if len(self._entries) >= self.limit:
+                del self._entries[next(iter(self._entries))]
+            self._entries[data] = obj
+        return obj

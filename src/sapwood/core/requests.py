@@ -1,0 +1,111 @@
+"""Client requests a node serves and the results it answers with (the same for HTTP and embedded)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sapwood.core.index import IndexQuery, Term
+from sapwood.core.kvobject import KVObject, Metadata
+from sapwood.core.ring import BKey
+
+Quorum = int | str | None  # None: the bucket's own value
+
+
+@dataclass(frozen=True, slots=True)
+class GetRequest:
+    bkey: BKey
+    r: Quorum = None
+    pr: Quorum = None
+    basic_quorum: bool | None = None
+    notfound_ok: bool | None = None
+    timeout_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    """`obj` is None when not found; a tombstone object when only a tombstone was found."""
+
+    bkey: BKey
+    obj: KVObject | None
+
+    @property
+    def found(self) -> bool:
+        return self.obj is not None and not self.obj.is_tombstone
+
+
+@dataclass(frozen=True, slots=True)
+class PutRequest:
+    bkey: BKey
+    value: bytes
+    meta: Metadata = field(default_factory=Metadata)
+    context: dict[bytes, int] = field(default_factory=dict)
+    w: Quorum = None
+    dw: Quorum = None
+    pw: Quorum = None
+    timeout_ms: int | None = None
+    return_body: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    bkey: BKey
+    obj: KVObject | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRequest:
+    bkey: BKey
+    context: dict[bytes, int] | None = None
+    rw: Quorum = None
+    r: Quorum = None
+    w: Quorum = None
+    dw: Quorum = None
+    pr: Quorum = None
+    pw: Quorum = None
+    timeout_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    bkey: BKey
+
+
+@dataclass(frozen=True, slots=True)
+class ListKeys:
+    bucket_type: str
+    bucket: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListBuckets:
+    bucket_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageRequest:
+    """A query answered by a coverage plan: ListKeys, ListBuckets or an IndexQuery."""
+
+    query: ListKeys | ListBuckets | IndexQuery
+    timeout_ms: int | None = None
+    stream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageChunk:
+    """Part of a streamed coverage answer (keys, bucket names or (term, key) pairs)."""
+
+    items: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageResult:
+    """The end of a coverage answer. `harvest` is the fraction of partitions that answered."""
+
+    items: list[Any]
+    harvest: float
+    continuation: str | None = None
+    index_results: list[tuple[Term, str]] = field(default_factory=list)
+
+
+Request = GetRequest | PutRequest | DeleteRequest | CoverageRequest

@@ -1,0 +1,281 @@
+"""The KV service of one node: turns client requests into coordinators and routes messages.
+
+Messages between this node's own coordinators and vnodes are delivered here, synchronously, so a
+driver only sees what must leave the node: remote sends, client replies, timers and flushes. The
+asyncio node, the embedded store and the simulator all drive this same object.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sapwood.core import limits
+from sapwood.core.backend import Backend
+from sapwood.core.bucket import resolve_quorum
+from sapwood.core.coordinator import (
+    DeleteCoordinator,
+    GetCoordinator,
+    PutCoordinator,
+    Quorums,
+    WriteMode,
+)
+from sapwood.core.coverage import CoverageCoordinator, plan_coverage
+from sapwood.core.effects import Effect, Flush, Reply, Send, SetTimer
+from sapwood.core.errors import BadRequest, SapwoodError
+from sapwood.core.index import check_index_count
+from sapwood.core.kvobject import DecodeCache, check_value_size
+from sapwood.core.messages import (
+    CoordinatePutReply,
+    FetchReply,
+    FoldReply,
+    StoreAck,
+)
+from sapwood.core.metadata import ClusterMetadata
+from sapwood.core.requests import (
+    CoverageRequest,
+    DeleteRequest,
+    GetRequest,
+    ListBuckets,
+    ListKeys,
+    PutRequest,
+    Request,
+)
+from sapwood.core.ring import BKey, PreflistEntry, Ring
+from sapwood.core.vnode import Vnode
+
+Coordinator = GetCoordinator | PutCoordinator | DeleteCoordinator | CoverageCoordinator
+_REPLIES = (FetchReply, CoordinatePutReply, StoreAck, FoldReply)
+
+
+@dataclass(slots=True)
+class ServiceStats:
+    requests: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str, ok: bool = True) -> None:
+        table = self.requests if ok else self.errors
+        table[name] = table.get(name, 0) + 1
+
+
+def check_bkey(bkey: BKey) -> None:
+    for part, limit, what in (
+        (bkey.type, limits.MAX_TYPE_BYTES, "bucket type"),
+        (bkey.bucket, limits.MAX_BUCKET_BYTES, "bucket"),
+        (bkey.key, limits.MAX_KEY_BYTES, "key"),
+    ):
+        size = len(part.encode("utf-8", "surrogateescape"))
+        if size == 0:
+            raise BadRequest(f"{what} name must not be empty")
+        if size > limit:
+            raise BadRequest(f"{what} name is {size} bytes; the limit is {limit}")
+
+
+def _timeout(value: int | None) -> int:
+    if value is None:
+        return limits.DEFAULT_TIMEOUT_MS
+    if not 1 <= value <= limits.MAX_TIMEOUT_MS:
+        raise BadRequest(f"timeout must be from 1 to {limits.MAX_TIMEOUT_MS} ms")
+    return value
+
+
+class KVService:
+    def __init__(
+        self,
+        node: str,
+        ring: Ring,
+        backend: Backend,
+        incarnation: int,
+        metadata: ClusterMetadata | None = None,
+        is_up: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.node = node
+        self.ring = ring
+        self.backend = backend
+        self.incarnation = incarnation
+        self.metadata = metadata or ClusterMetadata()
+        self.is_up = is_up or (lambda _node: True)
+        self.vnodes: dict[int, Vnode] = {}
+        self.decode_cache = DecodeCache()
+        self.coordinators: dict[int, Coordinator] = {}
+        self.stats = ServiceStats()
+
+    # --- vnodes -------------------------------------------------------------------------------
+
+    def vnode(self, partition: int) -> Vnode:
+        vnode = self.vnodes.get(partition)
+        if vnode is None:
+            vnode = self.vnodes[partition] = Vnode(
+                self.node, partition, self.backend, self.incarnation, self.ring.size,
+                self.decode_cache)
+        return vnode
+
+    def preflist(self, bkey: BKey, n_val: int) -> list[PreflistEntry]:
+        members = self.ring.members
+        up = frozenset(m for m in members if self.is_up(m))
+        return self.ring.preflist(bkey, n_val, None if len(up) == len(members) else up)
+
+    # --- client requests ----------------------------------------------------------------------
+
+    def submit(self, req_id: int, request: Request, now_ms: int) -> list[Effect]:
+        try:
+            coordinator = self._coordinator(req_id, request)
+        except SapwoodError as exc:
+            self.stats.count(type(request).__name__, ok=False)
+            return [Reply(req_id, exc)]
+        self.stats.count(type(request).__name__)
+        self.coordinators[req_id] = coordinator
+        return self._run(coordinator.start(now_ms), now_ms, req_id)
+
+    def _coordinator(self, req_id: int, request: Request) -> Coordinator:
+        if isinstance(request, CoverageRequest):
+            return self._coverage(req_id, request)
+        check_bkey(request.bkey)
+        props = self.metadata.bucket_props(request.bkey.type, request.bkey.bucket)
+        n = props["n_val"]
+        mode = WriteMode(props["allow_mult"], props["last_write_wins"], props["delete_mode"])
+        preflist = self.preflist(request.bkey, n)
+        timeout = _timeout(request.timeout_ms)
+        if isinstance(request, GetRequest):
+            return GetCoordinator(req_id, self.node, request.bkey, preflist,
+                                  self._read_quorums(request, props), mode, timeout)
+        if isinstance(request, PutRequest):
+            check_value_size(request.value)
+            check_index_count(request.meta.indexes)
+            return PutCoordinator(
+                req_id, self.node, request.bkey, preflist, self._write_quorums(request, props),
+                mode, timeout, request.value, request.meta, request.context, request.return_body,
+            )
+        return DeleteCoordinator(req_id, self.node, request.bkey, preflist,
+                                 self._delete_quorums(request, props), mode, timeout,
+                                 request.context)
+
+    @staticmethod
+    def _read_quorums(request: GetRequest, props: dict[str, Any]) -> Quorums:
+        return Quorums(
+            n=props["n_val"],
+            r=resolve_quorum(request.r if request.r is not None else "default", props, "r"),
+            pr=resolve_quorum(request.pr if request.pr is not None else "default", props, "pr"),
+            notfound_ok=props["notfound_ok"] if request.notfound_ok is None
+            else request.notfound_ok,
+            basic_quorum=props["basic_quorum"] if request.basic_quorum is None
+            else request.basic_quorum,
+        )
+
+    @staticmethod
+    def _write_quorums(request: PutRequest | DeleteRequest, props: dict[str, Any]) -> Quorums:
+        def q(value: Any, name: str) -> int:
+            return resolve_quorum(value if value is not None else "default", props, name)
+
+        return Quorums(n=props["n_val"], w=q(request.w, "w"), dw=q(request.dw, "dw"),
+                       pw=q(request.pw, "pw"))
+
+    def _delete_quorums(self, request: DeleteRequest, props: dict[str, Any]) -> Quorums:
+        def q(value: Any, name: str) -> int:
+            return resolve_quorum(value if value is not None else "default", props, name)
+
+        rw = q(request.rw, "rw")
+        writes = self._write_quorums(request, props)
+        return Quorums(
+            n=props["n_val"], r=q(request.r, "r") if request.r is not None else rw,
+            pr=q(request.pr, "pr"), w=writes.w if request.w is not None else rw,
+            dw=writes.dw, pw=writes.pw, notfound_ok=props["notfound_ok"],
+            basic_quorum=props["basic_quorum"],
+        )
+
+    def _coverage(self, req_id: int, request: CoverageRequest) -> CoverageCoordinator:
+        query = request.query
+        if isinstance(query, ListBuckets):
+            n_val = self.metadata.active_type(query.bucket_type)["n_val"]
+        else:
+            bucket = query.bucket
+            n_val = self.metadata.bucket_props(query.bucket_type, bucket)["n_val"]
+        plan = plan_coverage(self.ring, n_val, self.is_up)
+        return CoverageCoordinator(req_id, self.node, query, plan, _timeout(request.timeout_ms),
+                                   request.stream and isinstance(query, ListKeys | ListBuckets))
+
+    # --- bucket types and properties ---------------------------------------------------------
+
+    def _persist(self, record: tuple[bytes, bytes]) -> None:
+        self.backend.meta_put(*record)
+
+    def create_type(self, name: str, body: Any) -> None:
+        self._persist(self.metadata.create_type(name, body))
+
+    def activate_type(self, name: str) -> None:
+        self._persist(self.metadata.activate_type(name))
+
+    def update_type(self, name: str, body: Any) -> None:
+        self._persist(self.metadata.update_type(name, body))
+
+    def set_bucket_props(self, bucket_type: str, bucket: str, body: Any) -> None:
+        self._persist(self.metadata.set_bucket_props(bucket_type, bucket, body))
+
+    def reset_bucket_props(self, bucket_type: str, bucket: str) -> None:
+        self._persist(self.metadata.reset_bucket_props(bucket_type, bucket))
+
+    def load_metadata(self) -> None:
+        self.metadata.load(list(self.backend.meta_items(b"type/")))
+        self.metadata.load(list(self.backend.meta_items(b"bucket/")))
+
+    # --- events -------------------------------------------------------------------------------
+
+    def on_message(self, msg: Any, now_ms: int) -> list[Effect]:
+        return self._run([Send(self.node, msg)], now_ms)
+
+    def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
+        if key[0] == "request":
+            coordinator = self.coordinators.get(key[1])
+            if coordinator is None:
+                return []
+            return self._run(coordinator.on_timer(key, now_ms), now_ms, key[1])
+        if key[0] == "reap":
+            return self._run(self.vnode(key[1]).on_timer(key, now_ms), now_ms)
+        return []
+
+    def _run(self, effects: list[Effect], now_ms: int, req_id: int | None = None) -> list[Effect]:
+        """Deliver local messages until only effects for the outside world remain."""
+        queue: deque[Effect] = deque(effects)
+        out: list[Effect] = []
+        while queue:
+            effect = queue.popleft()
+            if isinstance(effect, Send) and effect.to == self.node:
+                queue.extend(self._deliver(effect.msg, now_ms))
+            else:
+                out.append(effect)
+        if req_id is not None:
+            self._forget_if_done(req_id)
+        return out
+
+    def _deliver(self, msg: Any, now_ms: int) -> list[Effect]:
+        if isinstance(msg, _REPLIES):
+            coordinator = self.coordinators.get(msg.req_id)
+            if coordinator is None:
+                return []
+            effects = coordinator.on_message(msg, now_ms)
+            if coordinator.done:
+                self.coordinators.pop(msg.req_id, None)
+            return effects
+        partition = getattr(msg, "partition", None)
+        if partition is None:
+            return []
+        return self.vnode(partition).handle(msg, now_ms)
+
+    def _forget_if_done(self, req_id: int) -> None:
+        coordinator = self.coordinators.get(req_id)
+        if coordinator is not None and coordinator.done:
+            del self.coordinators[req_id]
+
+
+def flushes(effects: list[Effect]) -> list[Flush]:
+    return [e for e in effects if isinstance(e, Flush)]
+
+
+def replies(effects: list[Effect]) -> list[Reply]:
+    return [e for e in effects if isinstance(e, Reply)]
+
+
+def timers(effects: list[Effect]) -> list[SetTimer]:
+    return [e for e in effects if isinstance(e, SetTimer)]

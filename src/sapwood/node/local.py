@@ -1,0 +1,56 @@
+"""Opening a data directory: the backend, this start's incarnation, the ring and the metadata.
+
+`sapwood.open()` and `sapwood start` open a directory the same way, so either can serve data the
+other wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sapwood.core.ring import DEFAULT_RING_SIZE, Ring, validate_ring_size
+from sapwood.core.service import KVService
+from sapwood.storage.lmdb import LmdbBackend
+
+DEFAULT_NODE = "sapwood@127.0.0.1"
+RING_KEY = b"ring"
+INCARNATION_KEY = b"incarnation"
+
+
+def next_incarnation(backend: LmdbBackend) -> int:
+    """Count this start, durably, before any write can mint a dot with it."""
+    raw = backend.meta_get(INCARNATION_KEY)
+    incarnation = (int(raw) if raw else 0) + 1
+    backend.meta_put(INCARNATION_KEY, str(incarnation).encode())
+    backend.sync()
+    return incarnation
+
+
+def load_ring(backend: LmdbBackend, node: str, ring_size: int) -> Ring:
+    raw = backend.meta_get(RING_KEY)
+    if raw is None:
+        validate_ring_size(ring_size)
+        ring = Ring.single(node, ring_size)
+    else:
+        ring = Ring(tuple(json.loads(raw)["owners"]))
+        if len(set(ring.owners)) == 1 and ring.owners[0] != node:
+            # A lone node may be renamed: its data is all its own.
+            ring = Ring.single(node, ring.size)
+    save_ring(backend, ring)
+    return ring
+
+
+def save_ring(backend: LmdbBackend, ring: Ring) -> None:
+    backend.meta_put(RING_KEY, json.dumps({"owners": list(ring.owners)}).encode())
+
+
+def open_service(
+    data_dir: str | Path, node: str = DEFAULT_NODE, ring_size: int = DEFAULT_RING_SIZE
+) -> KVService:
+    backend = LmdbBackend(data_dir)
+    incarnation = next_incarnation(backend)
+    ring = load_ring(backend, node, ring_size)
+    service = KVService(node, ring, backend, incarnation)
+    service.load_metadata()
+    return service

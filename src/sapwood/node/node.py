@@ -1,0 +1,205 @@
+"""One running node: owns the KV service, executes its effects on an asyncio loop.
+
+Durable acknowledgements go through a group committer: every flush asked for while an fsync is
+running waits for the next one, so concurrent writes share fsyncs instead of queueing for their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
+from sapwood.core.errors import SapwoodError, Unavailable
+from sapwood.core.requests import CoverageChunk, Request
+from sapwood.core.service import KVService
+from sapwood.node.local import DEFAULT_NODE, open_service
+
+log = logging.getLogger("sapwood.node")
+
+SYNC_MODES = ("group", "none")
+LATENCY_SAMPLES = 10_000  # per operation, for the percentiles in /stats
+MAX_INFLIGHT_REQUESTS = 10_000
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class NodeConfig:
+    data_dir: Path
+    name: str = DEFAULT_NODE
+    http_host: str = "127.0.0.1"
+    http_port: int = 8098
+    ring_size: int = 64
+    sync: str = "group"
+
+
+@dataclass
+class LatencyStats:
+    samples: dict[str, deque[float]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def record(self, op: str, seconds: float) -> None:
+        window = self.samples.get(op)
+        if window is None:
+            window = self.samples[op] = deque(maxlen=LATENCY_SAMPLES)
+        window.append(seconds)
+        self.counts[op] = self.counts.get(op, 0) + 1
+
+    def percentiles(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for op, window in self.samples.items():
+            ordered = sorted(window)
+            if not ordered:
+                continue
+
+            def pick(q: float, ordered: list[float] = ordered) -> float:
+                return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e6)
+
+            out[op] = {"p50_us": pick(0.5), "p95_us": pick(0.95), "p99_us": pick(0.99),
+                       "count": self.counts[op]}
+        return out
+
+
+class GroupCommitter:
+    """Batches flushes: one fsync (off the loop) serves every flush asked for before it started."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.waiting: list[Flush] = []
+        self.running = False
+        self.fsyncs = 0
+
+    def add(self, flush: Flush) -> None:
+        self.waiting.append(flush)
+        if not self.running:
+            self.running = True
+            asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, []
+                if self.node.config.sync == "group":
+                    await loop.run_in_executor(None, self.node.service.backend.sync)
+                    self.fsyncs += 1
+                for flush in batch:
+                    self.node.deliver(flush.done)
+        finally:
+            self.running = False
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        if config.sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}")
+        self.config = config
+        self.service: KVService = open_service(config.data_dir, config.name, config.ring_size)
+        self.name = config.name
+        self._ids = itertools.count(1)
+        self._waiters: dict[int, asyncio.Future[Any] | asyncio.Queue[Any]] = {}
+        self._timers: dict[Any, asyncio.TimerHandle] = {}
+        self.committer = GroupCommitter(self)
+        self.latency = LatencyStats()
+        self.started_ms = wall_ms()
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def _check_capacity(self) -> None:
+        if len(self._waiters) >= MAX_INFLIGHT_REQUESTS:
+            raise Unavailable(f"node overloaded: {MAX_INFLIGHT_REQUESTS} requests in flight")
+
+    async def request(self, request: Request, op: str | None = None) -> Any:
+        """Run a request; return its result or raise its SapwoodError."""
+        self._check_capacity()
+        started = time.perf_counter()
+        req_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters[req_id] = future
+        try:
+            self.execute(self.service.submit(req_id, request, wall_ms()))
+            result = await future
+        finally:
+            self._waiters.pop(req_id, None)
+        self.latency.record(op or type(request).__name__, time.perf_counter() - started)
+        if isinstance(result, SapwoodError):
+            raise result
+        return result
+
+    async def stream(self, request: Request) -> AsyncIterator[Any]:
+        """Run a streamed coverage request: yields CoverageChunks, then the final result."""
+        self._check_capacity()
+        req_id = next(self._ids)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._waiters[req_id] = queue
+        try:
+            self.execute(self.service.submit(req_id, request, wall_ms()))
+            while True:
+                item = await queue.get()
+                if isinstance(item, SapwoodError):
+                    raise item
+                yield item
+                if not isinstance(item, CoverageChunk):
+                    return
+        finally:
+            self._waiters.pop(req_id, None)
+
+    # --- effects ------------------------------------------------------------------------------
+
+    def deliver(self, msg: Any) -> None:
+        self.execute(self.service.on_message(msg, wall_ms()))
+
+    def execute(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Reply):
+                self._answer(effect)
+            elif isinstance(effect, Flush):
+                self.committer.add(effect)
+            elif isinstance(effect, SetTimer):
+                self._set_timer(effect)
+            elif isinstance(effect, CancelTimer):
+                handle = self._timers.pop(effect.key, None)
+                if handle is not None:
+                    handle.cancel()
+            elif isinstance(effect, Send):
+                log.warning("no route to %s for %s", effect.to, type(effect.msg).__name__)
+
+    def _answer(self, reply: Reply) -> None:
+        waiter = self._waiters.get(reply.req_id)
+        if waiter is None:
+            return
+        if isinstance(waiter, asyncio.Queue):
+            waiter.put_nowait(reply.result)
+        elif not waiter.done():
+            waiter.set_result(reply.result)
+
+    def _set_timer(self, timer: SetTimer) -> None:
+        old = self._timers.pop(timer.key, None)
+        if old is not None:
+            old.cancel()
+        delay = max(0.0, (timer.at_ms - wall_ms()) / 1000)
+        loop = asyncio.get_running_loop()
+        self._timers[timer.key] = loop.call_later(delay, self._fire, timer.key)
+
+    def _fire(self, key: Any) -> None:
+        self._timers.pop(key, None)
+        self.execute(self.service.on_timer(key, wall_ms()))
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self.service.backend.sync()
+        self.service.backend.close()

@@ -1,0 +1,1 @@
+"""Storage backends: memory (tests, simulator) and LMDB (the durable default)."""

@@ -1,0 +1,138 @@
+"""The durable default backend: one LMDB environment per node.
+
+Three named databases: objects and index entries, both keyed by a 2-byte partition prefix (so a
+partition is one contiguous range to fold or drop), and node metadata. Every put commits its own
+write transaction without fsync: once a put returns, the write survives the process being killed
+(the pages are in the OS page cache). `sync()` fsyncs, and the node calls it in batches before it
+acknowledges durable (`dw`) writes; that is what survives losing the machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+DEFAULT_MAP_SIZE = 64 * 1024**3
+MAX_DBS = 8
+
+
+def _pkey(partition: int, key: bytes) -> bytes:
+    return partition.to_bytes(2, "big") + key
+
+
+class LmdbBackend:
+    def __init__(self, path: str | Path, *, map_size: int = DEFAULT_MAP_SIZE) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)
+        self.env = lmdb.open(
+            str(path), map_size=map_size, max_dbs=MAX_DBS, sync=False, metasync=False,
+            readahead=False, writemap=False, max_readers=256,
+        )
+        self._objects = self.env.open_db(b"objects")
+        self._index = self.env.open_db(b"index")
+        self._meta = self.env.open_db(b"meta")
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        with self.env.begin(db=self._objects, buffers=False) as txn:
+            value = txn.get(_pkey(partition, key))
+        return None if value is None else bytes(value)
+
+    def put(
+        self,
+        partition: int,
+        key: bytes,
+        value: bytes,
+        add_index: Sequence[bytes] = (),
+        remove_index: Sequence[bytes] = (),
+    ) -> None:
+        with self.env.begin(write=True) as txn:
+            txn.put(_pkey(partition, key), value, db=self._objects)
+            for entry in remove_index:
+                txn.delete(_pkey(partition, entry), db=self._index)
+            for entry in add_index:
+                txn.put(_pkey(partition, entry), b"", db=self._index)
+
+    def delete(self, partition: int, key: bytes, remove_index: Sequence[bytes] = ()) -> None:
+        with self.env.begin(write=True) as txn:
+            txn.delete(_pkey(partition, key), db=self._objects)
+            for entry in remove_index:
+                txn.delete(_pkey(partition, entry), db=self._index)
+
+    def _scan(self, db: Any, partition: int, start: bytes, end: bytes | None,
+              values: bool) -> Iterator[tuple[bytes, bytes]]:
+        low = _pkey(partition, start)
+        high = _pkey(partition, end) if end is not None else _pkey(partition + 1, b"")
+        with self.env.begin(db=db) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(low):
+                return
+            for k, v in cursor:
+                if k >= high:
+                    break
+                yield bytes(k[2:]), (bytes(v) if values else b"")
+
+    def fold_keys(self, partition: int, start: bytes, end: bytes | None) -> Iterator[bytes]:
+        for k, _ in self._scan(self._objects, partition, start, end, values=False):
+            yield k
+
+    def fold_objects(self, partition: int, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        return self._scan(self._objects, partition, start, None, values=True)
+
+    def index_range(self, partition: int, start: bytes, end: bytes) -> Iterator[bytes]:
+        for k, _ in self._scan(self._index, partition, start, end, values=False):
+            yield k
+
+    def partitions(self) -> list[int]:
+        found: list[int] = []
+        with self.env.begin(db=self._objects) as txn:
+            cursor = txn.cursor()
+            probe = 0
+            while cursor.set_range(probe.to_bytes(2, "big")):
+                found.append(int.from_bytes(cursor.key()[:2], "big"))
+                probe = found[-1] + 1
+                if probe >= 1 << 16:
+                    break
+        return found
+
+    def is_empty(self, partition: int) -> bool:
+        return next(self.fold_keys(partition, b"", None), None) is None
+
+    def drop_partition(self, partition: int) -> None:
+        for db in (self._objects, self._index):
+            with self.env.begin(write=True, db=db) as txn:
+                cursor = txn.cursor()
+                low, high = _pkey(partition, b""), _pkey(partition + 1, b"")
+                if cursor.set_range(low):
+                    while cursor.key() and cursor.key() < high:
+                        if not cursor.delete():
+                            break
+
+    def meta_get(self, key: bytes) -> bytes | None:
+        with self.env.begin(db=self._meta) as txn:
+            value = txn.get(key)
+        return None if value is None else bytes(value)
+
+    def meta_put(self, key: bytes, value: bytes) -> None:
+        with self.env.begin(write=True, db=self._meta) as txn:
+            txn.put(key, value)
+
+    def meta_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        with self.env.begin(db=self._meta) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(prefix):
+                return iter([])
+            items = []
+            for k, v in cursor:
+                if not bytes(k).startswith(prefix):
+                    break
+                items.append((bytes(k), bytes(v)))
+        return iter(items)
+
+    def sync(self) -> None:
+        self.env.sync(True)
+
+    def close(self) -> None:
+        self.env.close()

@@ -1,0 +1,108 @@
+"""Laws of causal merge: nothing concurrent is dropped, nothing superseded survives."""
+
+from __future__ import annotations
+
+from functools import reduce
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sapwood.core import kvobject
+from sapwood.core.causal import covers, decode_context, descends, encode_context
+from sapwood.core.errors import BadRequest, Conflict
+from sapwood.core.kvobject import KVObject, Metadata, apply_write, merge
+from sapwood.core.limits import MAX_SIBLINGS
+
+ACTORS = [b"vnode-%d" % i for i in range(3)]
+
+# A step: (replica doing the write, replica whose state the client read first, or a merge).
+step = st.one_of(
+    st.tuples(st.just("write"), st.integers(0, 2), st.integers(0, 2)),
+    st.tuples(st.just("sync"), st.integers(0, 2), st.integers(0, 2)),
+)
+
+
+def _run(steps: list[tuple[str, int, int]]) -> tuple[list[KVObject | None], set, set]:
+    replicas: list[KVObject | None] = [None, None, None]
+    written: set = set()
+    superseded: set = set()
+    for n, (kind, a, b) in enumerate(steps):
+        if kind == "sync":
+            replicas[a] = merge(replicas[a], replicas[b])
+            continue
+        read = replicas[b]
+        context = dict(read.clock) if read else {}
+        superseded |= {s.dot for s in read.siblings} if read else set()
+        new = apply_write(replicas[a], context, b"w%d" % n, Metadata(), ACTORS[a], n,
+                          allow_mult=True)
+        written.add(new.siblings[-1].dot)
+        replicas[a] = new
+    return replicas, written, superseded
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(step, max_size=25))
+def test_merge_keeps_exactly_the_unsuperseded_writes(steps: list[tuple[str, int, int]]) -> None:
+    replicas, written, superseded = _run(steps)
+    final = reduce(lambda x, y: merge(x, y), replicas, None)
+    dots = {s.dot for s in final.siblings} if final else set()
+    assert dots == written - superseded
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(step, max_size=20), st.permutations([0, 1, 2]))
+def test_merge_is_commutative_associative_idempotent(steps: list, order: list[int]) -> None:
+    replicas, _, _ = _run(steps)
+    a, b, c = (replicas[i] for i in order)
+    assert kvobject.equivalent(merge(a, b), merge(b, a))
+    assert kvobject.equivalent(merge(merge(a, b), c), merge(a, merge(b, c)))
+    assert kvobject.equivalent(merge(a, a), a)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(step, max_size=20))
+def test_sibling_count_bounded_by_concurrent_writes(steps: list) -> None:
+    replicas, written, superseded = _run(steps)
+    for replica in replicas:
+        if replica is not None:
+            assert len(replica.siblings) <= len(written - superseded) + len(superseded)
+            for sibling in replica.siblings:
+                assert covers(replica.clock, sibling.dot)
+
+
+def test_encode_round_trip() -> None:
+    meta = Metadata(content_type="text/plain", charset="utf-8", usermeta=(("X-Riak-Meta-A", "1"),),
+                    indexes=(("a_bin", "x"), ("n_int", 5)), links=(("b", "k", "tag"),))
+    obj = apply_write(None, {}, b"\x00\xffdata", meta, ACTORS[0], 42, allow_mult=True)
+    again = kvobject.decode(kvobject.encode(obj))
+    assert again == obj
+
+
+def test_context_round_trip_and_malformed() -> None:
+    clock = {ACTORS[0]: 3, ACTORS[1]: 1}
+    assert decode_context(encode_context(clock)) == clock
+    assert decode_context("") == {}
+    for bad in ("not base64!", "aGVsbG8=", encode_context(clock)[:-4]):
+        with pytest.raises(BadRequest):
+            decode_context(bad)
+
+
+def test_descends() -> None:
+    assert descends({b"a": 2, b"b": 1}, {b"a": 1})
+    assert not descends({b"a": 1}, {b"a": 1, b"b": 1})
+
+
+def test_sibling_limit() -> None:
+    obj = None
+    for i in range(MAX_SIBLINGS):
+        obj = apply_write(obj, {}, b"%d" % i, Metadata(), ACTORS[0], i, allow_mult=True)
+    with pytest.raises(Conflict):
+        apply_write(obj, {}, b"x", Metadata(), ACTORS[0], 0, allow_mult=True)
+
+
+def test_last_write_wins_replaces_concurrent_siblings() -> None:
+    obj = apply_write(None, {}, b"a", Metadata(), ACTORS[0], 1, allow_mult=True)
+    obj = apply_write(obj, {}, b"b", Metadata(), ACTORS[0], 2, allow_mult=True,
+                      last_write_wins=True)
+    assert [s.value for s in obj.siblings] == [b"b"]
