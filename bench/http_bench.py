@@ -1,0 +1,547 @@
+"""Single-node HTTP benchmark: Sapwood's PUT and GET beside a minimal aiohttp+uvloop ceiling.
+
+Run from the repository root:
+
+    python bench/http_bench.py [--duration 10] [--connections 32] [--keys 10000]
+                               [--value-size 256] [--sapwood-cmd "..."]
+
+wrk generates the load (bench/wrk/put.lua and get.lua); both servers are measured in the same
+run with the same scripts, and Sapwood's figures are printed as a percentage of the ceiling's.
+See bench/README.md for how to read the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+WRK_SCRIPTS = BENCH_DIR / "wrk"
+RESULTS_DIR = BENCH_DIR / "results"
+CEILING_SERVER = BENCH_DIR / "ceiling_server.py"
+
+BUCKET = "bench"
+DEFAULT_SAPWOOD_CMD = "{python} -m sapwood.cli.main start --http 127.0.0.1:{port} --data {data}"
+# The issue's targets: Sapwood as a share of the ceiling's throughput.
+TARGET_SHARE = {"PUT": 0.25, "GET": 0.40}
+OPERATIONS = ("PUT", "GET")
+
+STARTUP_TIMEOUT_S = 30.0
+STOP_GRACE_S = 5.0
+PING_INTERVAL_S = 0.1
+# wrk exits on its own after --duration; anything far past that is a hung run.
+WRK_OVERRUN_S = 30.0
+# Writing the keys before GET when the timed PUT run did not reach them all.
+FILL_CONCURRENCY = 32
+FILL_TIMEOUT_S = 300.0
+MAX_KEYS = 1_000_000
+MAX_VALUE_SIZE = 1 << 20
+LOG_TAIL_CHARS = 2000
+
+_TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_DURATION = re.compile(r"^([0-9.]+)(us|ms|s|m|h)$")
+_PERCENTILE = re.compile(r"^\s*(50|75|90|99)(?:\.0+)?%\s+(\S+)\s*$", re.MULTILINE)
+_REQUESTS_PER_S = re.compile(r"^Requests/sec:\s+([0-9.]+)\s*$", re.MULTILINE)
+_REQUEST_COUNT = re.compile(r"^\s*(\d+) requests in ([0-9.]+\w+),", re.MULTILINE)
+_NON_2XX = re.compile(r"^\s*Non-2xx or 3xx responses:\s+(\d+)\s*$", re.MULTILINE)
+_SOCKET_ERRORS = re.compile(
+    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", re.MULTILINE
+)
+
+
+class BenchError(Exception):
+    """The benchmark could not run or measure (not a slow result: those are MISS)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    """What one wrk run reported; latencies in milliseconds."""
+
+    requests_per_s: float
+    requests: int
+    duration_s: float
+    latency_ms: dict[str, float]
+    non_2xx: int
+    socket_errors: int
+
+    @property
+    def p50_ms(self) -> float:
+        return self.latency_ms["50"]
+
+    @property
+    def p99_ms(self) -> float:
+        return self.latency_ms["99"]
+
+
+@dataclass(slots=True)
+class TargetResult:
+    """One server's figures per operation, or why it could not be measured."""
+
+    name: str
+    command: list[str]
+    operations: dict[str, WrkResult] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    duration_s: int
+    connections: int
+    threads: int
+    keys: int
+    value_size: int
+    startup_timeout_s: float
+
+
+# ---------------------------------------------------------------------------- wrk output
+
+
+def parse_duration_ms(text: str) -> float:
+    """Convert one of wrk's durations ("812.00us", "1.20ms", "2.00s", "1.00m") to ms."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise BenchError(f"unrecognised wrk duration {text!r}")
+    return float(match.group(1)) * _TIME_UNITS_MS[match.group(2)]
+
+
+def parse_wrk_output(text: str) -> WrkResult:
+    """Read req/s, the --latency percentiles and error counts from wrk's report."""
+    latency = {pct: parse_duration_ms(value) for pct, value in _PERCENTILE.findall(text)}
+    rate = _REQUESTS_PER_S.search(text)
+    count = _REQUEST_COUNT.search(text)
+    if rate is None or count is None or not {"50", "99"} <= latency.keys():
+        raise BenchError(f"wrk's report lacks req/s or the latency distribution:\n{text}")
+    non_2xx = _NON_2XX.search(text)
+    socket_errors = _SOCKET_ERRORS.search(text)
+    return WrkResult(
+        requests_per_s=float(rate.group(1)),
+        requests=int(count.group(1)),
+        duration_s=parse_duration_ms(count.group(2)) / 1000.0,
+        latency_ms=latency,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(n) for n in socket_errors.groups()) if socket_errors else 0,
+    )
+
+
+# ---------------------------------------------------------------------------- wrk itself
+
+
+def find_wrk(allow_install: bool = True) -> str:
+    """Path of a wrk that supports --latency; installs Debian's package as root if missing."""
+    path = shutil.which("wrk")
+    if path is None and allow_install:
+        path = _install_wrk()
+    if path is None:
+        raise BenchError("wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
+    _check_wrk_latency_support(path)
+    return path
+
+
+def _install_wrk() -> str | None:
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return None
+    print("wrk not found: installing it with `apt-get install -y wrk` (running as root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "wrk"]
+    if subprocess.run(install, env=env, check=False).returncode != 0:
+        print("apt-get install failed; running `apt-get update` and trying once more")
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=False)
+        subprocess.run(install, env=env, check=False)
+    return shutil.which("wrk")
+
+
+def _check_wrk_latency_support(path: str) -> None:
+    # wrk prints its usage (to stdout, exit status 1) for an unknown option such as --help.
+    usage = subprocess.run([path, "--help"], capture_output=True, text=True, check=False)
+    if "--latency" not in usage.stdout + usage.stderr:
+        raise BenchError(f"{path} does not support --latency (percentiles); wrk 4.x is needed")
+
+
+def wrk_version(path: str) -> str:
+    usage = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    lines = (usage.stdout or usage.stderr).strip().splitlines()
+    return lines[0].split(" Copyright")[0] if lines else "wrk (unknown version)"
+
+
+def wrk_command(
+    wrk: str, operation: str, base_url: str, config: BenchConfig, duration_s: int
+) -> list[str]:
+    script = WRK_SCRIPTS / f"{operation.lower()}.lua"
+    return [
+        wrk,
+        f"--threads={config.threads}",
+        f"--connections={config.connections}",
+        f"--duration={duration_s}s",
+        "--latency",
+        f"--script={script}",
+        base_url,
+        "--",
+        str(config.keys),
+        str(config.value_size),
+        str(config.threads),
+        BUCKET,
+    ]
+
+
+def run_wrk(
+    wrk: str, operation: str, base_url: str, config: BenchConfig, duration_s: int | None = None
+) -> WrkResult:
+    """Run one timed wrk load of `operation` (PUT or GET) against base_url and parse it."""
+    seconds = config.duration_s if duration_s is None else duration_s
+    command = wrk_command(wrk, operation, base_url, config, seconds)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = proc.communicate(timeout=seconds + WRK_OVERRUN_S)
+    finally:
+        stop_process(proc)
+    if proc.returncode != 0:
+        raise BenchError(f"wrk exited with {proc.returncode}:\n{output}")
+    return parse_wrk_output(output)
+
+
+# ---------------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_command(template: str, port: int, data_dir: Path) -> list[str]:
+    """Split a command template and fill in {python}, {port}, {data} and {bench}."""
+    values = {
+        "python": sys.executable,
+        "port": str(port),
+        "data": str(data_dir),
+        "bench": str(BENCH_DIR),
+    }
+    return [token.format(**values) for token in shlex.split(template)]
+
+
+def start_server(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    # Run Sapwood from this checkout even when it is not installed in the interpreter.
+    src = str(REPO_ROOT / "src")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    with log_path.open("wb") as log:
+        # Own session: a Ctrl-C on the terminal reaches only us, and we stop it by PID.
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        )
+
+
+def wait_ready(base_url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Poll GET /ping until it answers 200 "OK"; fail early if the server exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"server exited with {proc.returncode} before answering /ping")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{base_url}/ping", timeout=1.0) as reply,
+        ):
+            if reply.status == 200 and reply.read().strip() == b"OK":
+                return
+        time.sleep(PING_INTERVAL_S)
+    raise BenchError(f"server did not answer GET /ping within {timeout_s:.0f} s")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """SIGTERM by PID, then SIGKILL after a grace period; no-op if it already exited."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def log_tail(log_path: Path) -> str:
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return text[-LOG_TAIL_CHARS:]
+
+
+# ---------------------------------------------------------------------------- filling keys
+
+
+async def _fill_keys(base_url: str, keys: int, value_size: int) -> int:
+    """PUT every key once (unmeasured) so GETs hit; returns how many PUTs failed."""
+    from aiohttp import ClientSession, TCPConnector
+
+    body = b"v" * value_size
+    headers = {"Content-Type": "application/octet-stream"}
+    pending = iter(range(keys))
+    failures = 0
+
+    async def writer(session: ClientSession) -> None:
+        nonlocal failures
+        for index in pending:
+            url = f"{base_url}/buckets/{BUCKET}/keys/k{index}"
+            async with session.put(url, data=body, headers=headers) as reply:
+                await reply.read()
+                failures += reply.status >= 300
+
+    connector = TCPConnector(limit=FILL_CONCURRENCY)
+    async with ClientSession(connector=connector) as session:
+        writers = [writer(session) for _ in range(FILL_CONCURRENCY)]
+        await asyncio.wait_for(asyncio.gather(*writers), FILL_TIMEOUT_S)
+    return failures
+
+
+def fill_keys(base_url: str, keys: int, value_size: int) -> None:
+    failures = asyncio.run(_fill_keys(base_url, keys, value_size))
+    if failures:
+        raise BenchError(f"{failures} of {keys} PUTs failed while writing the keys for GET")
+
+
+# ---------------------------------------------------------------------------- one target
+
+
+def _put_covered_keys(put: WrkResult, config: BenchConfig) -> bool:
+    # Each wrk thread walks the keys from its own offset; twice the key count in total means
+    # every thread covered its share unless the threads' rates differed by more than 2x.
+    return put.non_2xx == 0 and put.requests >= 2 * config.keys
+
+
+def measure_target(
+    name: str, command: list[str], port: int, wrk: str, config: BenchConfig, log_path: Path
+) -> TargetResult:
+    """Start a server, measure PUT then GET with wrk, stop it; errors land in .error."""
+    result = TargetResult(name=name, command=command)
+    base_url = f"http://127.0.0.1:{port}"
+    print(f"[{name}] starting: {shlex.join(command)}", flush=True)
+    proc = start_server(command, log_path)
+    try:
+        wait_ready(base_url, proc, config.startup_timeout_s)
+        for operation in OPERATIONS:
+            if operation == "GET" and not _put_covered_keys(result.operations["PUT"], config):
+                print(f"[{name}] timed PUT run may have missed some keys: writing them all once")
+                fill_keys(base_url, config.keys, config.value_size)
+            print(f"[{name}] {operation} for {config.duration_s} s ...", flush=True)
+            result.operations[operation] = run_wrk(wrk, operation, base_url, config)
+    except BenchError as error:
+        result.error = str(error)
+        tail = log_tail(log_path)
+        if tail:
+            result.error += f"\n--- last lines of the server's output ---\n{tail}"
+    finally:
+        stop_process(proc)
+    return result
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}ms" if value < 100 else f"{value:.0f}ms"
+
+
+def _notes(run: WrkResult, operation: str) -> str:
+    notes = []
+    if run.non_2xx:
+        label = "misses (404)" if operation == "GET" else "non-2xx"
+        notes.append(f"{run.non_2xx} {label}")
+    if run.socket_errors:
+        notes.append(f"{run.socket_errors} socket errors")
+    return ", ".join(notes)
+
+
+def format_table(ceiling: TargetResult, sapwood: TargetResult) -> str:
+    lines = [
+        f"{'operation':<10}{'server':<9}{'req/s':>10}{'p50':>10}{'p99':>10}  notes",
+    ]
+    for operation in OPERATIONS:
+        for target in (ceiling, sapwood):
+            run = target.operations.get(operation)
+            if run is None:
+                lines.append(f"{operation:<10}{target.name:<9}{'-':>10}{'-':>10}{'-':>10}  failed")
+                continue
+            lines.append(
+                f"{operation:<10}{target.name:<9}{run.requests_per_s:>10.0f}"
+                f"{_ms(run.p50_ms):>10}{_ms(run.p99_ms):>10}  {_notes(run, operation)}".rstrip()
+            )
+    return "\n".join(lines)
+
+
+def compare(ceiling: TargetResult, sapwood: TargetResult) -> dict[str, dict[str, object]]:
+    """Sapwood's req/s as a share of the ceiling's, per operation, against the target."""
+    verdicts: dict[str, dict[str, object]] = {}
+    for operation in OPERATIONS:
+        base = ceiling.operations.get(operation)
+        ours = sapwood.operations.get(operation)
+        if base is None or ours is None or base.requests_per_s <= 0:
+            continue
+        share = ours.requests_per_s / base.requests_per_s
+        clean = ours.non_2xx == 0 and ours.socket_errors == 0
+        verdicts[operation] = {
+            "share": share,
+            "target": TARGET_SHARE[operation],
+            "pass": share >= TARGET_SHARE[operation] and clean,
+            "clean": clean,
+        }
+    return verdicts
+
+
+def format_verdicts(verdicts: dict[str, dict[str, object]]) -> str:
+    lines = []
+    for operation, verdict in verdicts.items():
+        share = float(str(verdict["share"]))
+        target = float(str(verdict["target"]))
+        status = "PASS" if verdict["pass"] else "MISS"
+        caveat = "" if verdict["clean"] else "  (Sapwood answered errors: see notes)"
+        lines.append(
+            f"Sapwood {operation}: {share:6.1%} of ceiling (target >= {target:.0%})  "
+            f"{status}{caveat}"
+        )
+    return "\n".join(lines)
+
+
+def write_results(payload: dict[str, object]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = RESULTS_DIR / f"http-{stamp}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def _target_json(target: TargetResult) -> dict[str, object]:
+    return {
+        "command": target.command,
+        "error": target.error,
+        "operations": {op: asdict(run) for op, run in target.operations.items()},
+    }
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Sapwood single-node PUT/GET throughput and latency beside a ceiling server."
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--keys", type=int, default=10_000, help="distinct keys cycled through")
+    parser.add_argument("--value-size", type=int, default=256, help="PUT body size in bytes")
+    parser.add_argument(
+        "--sapwood-cmd",
+        default=DEFAULT_SAPWOOD_CMD,
+        help="command starting the node; {python}, {port}, {data}, {bench} are filled in "
+        "(default: %(default)s)",
+    )
+    parser.add_argument("--startup-timeout", type=float, default=STARTUP_TIMEOUT_S)
+    parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
+    args = parser.parse_args(argv)
+    if not 1 <= args.threads <= args.connections:
+        parser.error("need 1 <= --threads <= --connections")
+    if not 1 <= args.keys <= MAX_KEYS:
+        parser.error(f"--keys must be between 1 and {MAX_KEYS}")
+    if not 1 <= args.value_size <= MAX_VALUE_SIZE:
+        parser.error(f"--value-size must be between 1 and {MAX_VALUE_SIZE}")
+    if args.duration < 1:
+        parser.error("--duration must be at least 1 second")
+    return args
+
+
+def run(args: argparse.Namespace) -> int:
+    config = BenchConfig(
+        duration_s=args.duration,
+        connections=args.connections,
+        threads=args.threads,
+        keys=args.keys,
+        value_size=args.value_size,
+        startup_timeout_s=args.startup_timeout,
+    )
+    wrk = find_wrk(allow_install=not args.no_install)
+    cores = os.cpu_count() or 1
+    header = (
+        f"{config.connections} connections, {config.value_size}-byte values, "
+        f"{config.keys} keys, {config.duration_s} s per run; {wrk_version(wrk)}, "
+        f"{config.threads} threads\n"
+        f"{cores} CPU cores shared by wrk and the server under test (no pinning)"
+    )
+    print(header, flush=True)
+    with tempfile.TemporaryDirectory(prefix="sapwood-bench-") as tmp:
+        tmp_dir = Path(tmp)
+        ceiling_port = free_port()
+        ceiling_cmd = [sys.executable, str(CEILING_SERVER), "--port", str(ceiling_port)]
+        ceiling = measure_target(
+            "ceiling", ceiling_cmd, ceiling_port, wrk, config, tmp_dir / "ceiling.log"
+        )
+        sapwood_port = free_port()
+        data_dir = tmp_dir / "data"
+        data_dir.mkdir()
+        sapwood_cmd = server_command(args.sapwood_cmd, sapwood_port, data_dir)
+        sapwood = measure_target(
+            "sapwood", sapwood_cmd, sapwood_port, wrk, config, tmp_dir / "sapwood.log"
+        )
+    verdicts = compare(ceiling, sapwood)
+    print()
+    print(header)
+    print(format_table(ceiling, sapwood))
+    if verdicts:
+        print(format_verdicts(verdicts))
+    for target in (ceiling, sapwood):
+        if target.error:
+            print(f"\n[{target.name}] could not be measured: {target.error}", file=sys.stderr)
+    path = write_results(
+        {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "config": asdict(config),
+            "cpu_cores": cores,
+            "wrk": wrk_version(wrk),
+            "ceiling": _target_json(ceiling),
+            "sapwood": _target_json(sapwood),
+            "verdicts": verdicts,
+        }
+    )
+    print(f"\nresults written to {path.relative_to(REPO_ROOT)}")
+    return 1 if ceiling.error or sapwood.error else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except BenchError as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # Every server and wrk process was already stopped by the finally blocks on the way out.
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
