@@ -17,7 +17,6 @@ from sapwood.core.requests import (
     PutRequest,
 )
 from sapwood.core.ring import BKey
-
 from support.kvnet import Net
 
 NODES = ["a@h", "b@h", "c@h"]

@@ -43,3 +43,14 @@ class Unavailable(SapwoodError):
     """Not enough replicas answered (quorum unmet, timeout, no majority)."""
 
     status = 503
+
+
+_BY_STATUS: dict[int, type[SapwoodError]] = {
+    400: BadRequest, 404: NotFound, 409: Conflict, 412: PreconditionFailed, 413: TooLarge,
+    503: Unavailable,
+}
+
+
+def error_from_status(status: int, message: str) -> SapwoodError:
+    """Rebuild a typed error that crossed the wire as (status, message)."""
+    return _BY_STATUS.get(status, SapwoodError)(message)

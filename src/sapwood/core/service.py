@@ -101,6 +101,8 @@ class KVService:
         self.decode_cache = DecodeCache()
         self.coordinators: dict[int, Coordinator] = {}
         self.stats = ServiceStats()
+        # Called with each changed metadata record, so a cluster can spread it.
+        self.on_metadata_change: Callable[[tuple[bytes, bytes]], None] | None = None
 
     # --- vnodes -------------------------------------------------------------------------------
 
@@ -200,6 +202,8 @@ class KVService:
 
     def _persist(self, record: tuple[bytes, bytes]) -> None:
         self.backend.meta_put(*record)
+        if self.on_metadata_change is not None:
+            self.on_metadata_change(record)
 
     def create_type(self, name: str, body: Any) -> None:
         self._persist(self.metadata.create_type(name, body))

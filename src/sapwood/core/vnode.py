@@ -65,6 +65,7 @@ class Vnode:
         self.backend = backend
         self.actor = vnode_actor(node, partition, incarnation)
         self.stats = {"puts": 0, "gets": 0, "reaps": 0}
+        self.last_write_ms = 0
 
     # --- storage ------------------------------------------------------------------------------
 
@@ -81,6 +82,22 @@ class Vnode:
             remove_index=sorted(old_entries - new_entries),
         )
 
+    def delete_if_unchanged(self, raw_key: bytes, raw_value: bytes) -> None:
+        """Drop a handed-off object, unless a write changed it since it was sent."""
+        if self.backend.get(self.partition, raw_key) != raw_value:
+            return
+        bkey = decode_bkey(raw_key)
+        entries = sorted(_index_entries(bkey, self.cache.decode(raw_value)))
+        self.backend.delete(self.partition, raw_key, entries)
+
+    def merge_handoff(self, raw_key: bytes, obj: KVObject, allow_mult: bool, now_ms: int) -> None:
+        bkey = decode_bkey(raw_key)
+        current = self.read(bkey)
+        merged = kvobject.merge(current, obj, allow_mult=allow_mult)
+        if merged is not None and not kvobject.equivalent(current, merged):
+            self._store(bkey, current, merged)
+        self.last_write_ms = now_ms
+
     # --- messages -----------------------------------------------------------------------------
 
     def handle(self, msg: Any, now_ms: int) -> list[Effect]:
@@ -89,8 +106,10 @@ class Vnode:
             return [Send(msg.coordinator, FetchReply(
                 msg.req_id, self.partition, self.node, self.read(msg.bkey)))]
         if isinstance(msg, CoordinatePut):
+            self.last_write_ms = now_ms
             return self._coordinate_put(msg, now_ms)
         if isinstance(msg, Replicate):
+            self.last_write_ms = now_ms
             return self._replicate(msg)
         if isinstance(msg, Reap):
             return self._reap(msg, now_ms)

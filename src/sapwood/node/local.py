@@ -7,8 +7,12 @@ other wrote.
 from __future__ import annotations
 
 import json
+import random
+from dataclasses import replace
 from pathlib import Path
 
+from sapwood.core.cluster import ClusterConfig, ClusterNode, load_state
+from sapwood.core.membership import ClusterState, Member, Status
 from sapwood.core.ring import DEFAULT_RING_SIZE, Ring, validate_ring_size
 from sapwood.core.service import KVService
 from sapwood.storage.lmdb import LmdbBackend
@@ -48,9 +52,39 @@ def save_ring(backend: LmdbBackend, ring: Ring) -> None:
 def open_service(
     data_dir: str | Path, node: str = DEFAULT_NODE, ring_size: int = DEFAULT_RING_SIZE
 ) -> KVService:
+    """A single-node service over a data directory (the embedded store)."""
     backend = LmdbBackend(data_dir)
+    state = load_state(backend)
+    if state is not None and len(state.active_members) > 1:
+        backend.close()
+        raise ClusterMember(
+            f"{data_dir} belongs to a cluster of {len(state.active_members)} members "
+            f"({', '.join(state.active_members)}); serve it with `sapwood start`"
+        )
     incarnation = next_incarnation(backend)
     ring = load_ring(backend, node, ring_size)
     service = KVService(node, ring, backend, incarnation)
     service.load_metadata()
     return service
+
+
+class ClusterMember(RuntimeError):
+    """The data directory is part of a multi-node cluster and cannot be opened embedded."""
+
+
+def open_cluster_node(
+    data_dir: str | Path, node: str, config: ClusterConfig, rng: random.Random
+) -> ClusterNode:
+    """The full node core over a data directory (the server)."""
+    backend = LmdbBackend(data_dir)
+    incarnation = next_incarnation(backend)
+    state = load_state(backend)
+    if state is None:
+        ring = load_ring(backend, node, config.ring_size)
+        me = Member(node, Status.VALID, config.cluster_addr, config.http_url)
+        state = ClusterState.standalone(config.cluster_name, me, ring.size)
+        state = replace(state, owners=ring.owners)
+    elif len(state.active_members) == 1 and state.active_members[0] != node:
+        me = Member(node, Status.VALID, config.cluster_addr, config.http_url)
+        state = ClusterState.standalone(config.cluster_name, me, len(state.owners))
+    return ClusterNode(node, backend, incarnation, config, rng, state)

@@ -9,18 +9,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sapwood.core.cluster import ClusterConfig, ClusterNode
 from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
 from sapwood.core.errors import SapwoodError, Unavailable
 from sapwood.core.requests import CoverageChunk, Request
 from sapwood.core.service import KVService
-from sapwood.node.local import DEFAULT_NODE, open_service
+from sapwood.node.local import DEFAULT_NODE, open_cluster_node
 
 log = logging.getLogger("sapwood.node")
 
@@ -41,6 +43,19 @@ class NodeConfig:
     http_port: int = 8098
     ring_size: int = 64
     sync: str = "group"
+    cluster_host: str = "127.0.0.1"
+    cluster_port: int = 8099
+    cluster_name: str = "sapwood"
+    secret_file: Path | None = None
+    seed: int | None = None  # randomness for gossip peers and timeouts; None: from the OS
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def cluster_addr(self) -> str:
+        return f"{self.cluster_host}:{self.cluster_port}"
 
 
 @dataclass
@@ -94,7 +109,7 @@ class GroupCommitter:
                     await loop.run_in_executor(None, self.node.service.backend.sync)
                     self.fsyncs += 1
                 for flush in batch:
-                    self.node.deliver(flush.done)
+                    self.node.deliver_to(flush.to, flush.done)
         finally:
             self.running = False
 
@@ -104,8 +119,15 @@ class Node:
         if config.sync not in SYNC_MODES:
             raise ValueError(f"sync must be one of {SYNC_MODES}")
         self.config = config
-        self.service: KVService = open_service(config.data_dir, config.name, config.ring_size)
+        cluster_config = ClusterConfig(
+            cluster_name=config.cluster_name, cluster_addr=config.cluster_addr,
+            http_url=config.http_url, ring_size=config.ring_size,
+        )
+        self.core: ClusterNode = open_cluster_node(
+            config.data_dir, config.name, cluster_config, random.Random(config.seed))
         self.name = config.name
+        # Set by the server when the inter-node listener runs: send(node, msg) -> None.
+        self.send_remote: Callable[[str, Any], None] | None = None
         self._ids = itertools.count(1)
         self._waiters: dict[int, asyncio.Future[Any] | asyncio.Queue[Any]] = {}
         self._timers: dict[Any, asyncio.TimerHandle] = {}
@@ -127,7 +149,7 @@ class Node:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters[req_id] = future
         try:
-            self.execute(self.service.submit(req_id, request, wall_ms()))
+            self.execute(self.core.submit(req_id, request, wall_ms()))
             result = await future
         finally:
             self._waiters.pop(req_id, None)
@@ -143,7 +165,7 @@ class Node:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._waiters[req_id] = queue
         try:
-            self.execute(self.service.submit(req_id, request, wall_ms()))
+            self.execute(self.core.submit(req_id, request, wall_ms()))
             while True:
                 item = await queue.get()
                 if isinstance(item, SapwoodError):
@@ -156,8 +178,25 @@ class Node:
 
     # --- effects ------------------------------------------------------------------------------
 
-    def deliver(self, msg: Any) -> None:
-        self.execute(self.service.on_message(msg, wall_ms()))
+    @property
+    def service(self) -> KVService:
+        return self.core.kv
+
+    def start(self) -> None:
+        """Start the core's timers (heartbeats, gossip, handoff); call once the loop runs."""
+        self.execute(self.core.start(wall_ms()))
+
+    def deliver(self, sender: str, msg: Any) -> None:
+        """A message from `sender` (this node itself for local flush completions)."""
+        self.execute(self.core.on_message(sender, msg, wall_ms()))
+
+    def deliver_to(self, node: str, msg: Any) -> None:
+        if node == self.name:
+            self.deliver(self.name, msg)
+        elif self.send_remote is not None:
+            self.send_remote(node, msg)
+        else:
+            log.debug("no inter-node transport; dropping %s to %s", type(msg).__name__, node)
 
     def execute(self, effects: list[Effect]) -> None:
         for effect in effects:
@@ -172,7 +211,7 @@ class Node:
                 if handle is not None:
                     handle.cancel()
             elif isinstance(effect, Send):
-                log.warning("no route to %s for %s", effect.to, type(effect.msg).__name__)
+                self.deliver_to(effect.to, effect.msg)
 
     def _answer(self, reply: Reply) -> None:
         waiter = self._waiters.get(reply.req_id)
@@ -193,7 +232,7 @@ class Node:
 
     def _fire(self, key: Any) -> None:
         self._timers.pop(key, None)
-        self.execute(self.service.on_timer(key, wall_ms()))
+        self.execute(self.core.on_timer(key, wall_ms()))
 
     # --- lifecycle ----------------------------------------------------------------------------
 
