@@ -116,12 +116,24 @@ class ClusterNode:
                 SetTimer(("handoff-tick",), now_ms + HANDOFF_TICK_MS)]
 
     def submit(self, req_id: int, request: Request | AdminRequest, now_ms: int) -> list[Effect]:
+        effects = self._submit(req_id, request, now_ms)
+        return effects + self._drain() if self._outbox else effects
+
+    def drain(self) -> list[Effect]:
+        """Effects of changes made outside the doors (bucket type and props changes)."""
+        return self._drain()
+
+    def _submit(self, req_id: int, request: Request | AdminRequest, now_ms: int) -> list[Effect]:
         self.now_ms = now_ms
         if isinstance(request, AdminRequest):
             return self._admin(req_id, request, now_ms)
-        return self.kv.submit(req_id, request, now_ms) + self._drain()
+        return self.kv.submit(req_id, request, now_ms)
 
     def on_message(self, sender: str, msg: Any, now_ms: int) -> list[Effect]:
+        effects = self._on_message(sender, msg, now_ms)
+        return effects + self._drain() if self._outbox else effects
+
+    def _on_message(self, sender: str, msg: Any, now_ms: int) -> list[Effect]:
         self.now_ms = now_ms
         self.detector.heard(sender, now_ms)
         if isinstance(msg, Ping):
@@ -138,9 +150,13 @@ class ClusterNode:
             return self._on_admin_forward(msg)
         if isinstance(msg, AdminReply):
             return self._on_admin_reply(msg)
-        return self.kv.on_message(msg, now_ms) + self._drain()
+        return self.kv.on_message(msg, now_ms)
 
     def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
+        effects = self._on_timer(key, now_ms)
+        return effects + self._drain() if self._outbox else effects
+
+    def _on_timer(self, key: Any, now_ms: int) -> list[Effect]:
         self.now_ms = now_ms
         kind = key[0]
         if kind == "heartbeat":
@@ -157,7 +173,7 @@ class ClusterNode:
             if self.pending_admin.pop(key[1], None) is not None:
                 return [Reply(key[1], Unavailable("the claimant did not answer in time"))]
             return []
-        return self.kv.on_timer(key, now_ms) + self._drain()
+        return self.kv.on_timer(key, now_ms)
 
     def is_up(self, node: str) -> bool:
         return self.detector.is_up(node)

@@ -12,12 +12,12 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sapwood.core.cluster import ClusterConfig, ClusterNode
+from sapwood.core.cluster import AdminRequest, ClusterConfig, ClusterNode
 from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
 from sapwood.core.errors import SapwoodError, Unavailable
 from sapwood.core.requests import CoverageChunk, Request
@@ -126,8 +126,10 @@ class Node:
         self.core: ClusterNode = open_cluster_node(
             config.data_dir, config.name, cluster_config, random.Random(config.seed))
         self.name = config.name
-        # Set by the server when the inter-node listener runs: send(node, msg) -> None.
+        # Set by the server when the inter-node listener runs: send(node, msg) -> None, and
+        # probe(address) -> the node name answering there (after a successful handshake).
         self.send_remote: Callable[[str, Any], None] | None = None
+        self.probe_remote: Callable[[str], Awaitable[str]] | None = None
         self._ids = itertools.count(1)
         self._waiters: dict[int, asyncio.Future[Any] | asyncio.Queue[Any]] = {}
         self._timers: dict[Any, asyncio.TimerHandle] = {}
@@ -141,7 +143,7 @@ class Node:
         if len(self._waiters) >= MAX_INFLIGHT_REQUESTS:
             raise Unavailable(f"node overloaded: {MAX_INFLIGHT_REQUESTS} requests in flight")
 
-    async def request(self, request: Request, op: str | None = None) -> Any:
+    async def request(self, request: Request | AdminRequest, op: str | None = None) -> Any:
         """Run a request; return its result or raise its SapwoodError."""
         self._check_capacity()
         started = time.perf_counter()
@@ -177,6 +179,12 @@ class Node:
             self._waiters.pop(req_id, None)
 
     # --- effects ------------------------------------------------------------------------------
+
+    async def probe(self, address: str) -> str:
+        """Handshake with the node at `address` (host:port) and return its name."""
+        if self.probe_remote is None:
+            raise Unavailable("the inter-node transport is not running on this node")
+        return await self.probe_remote(address)
 
     @property
     def service(self) -> KVService:

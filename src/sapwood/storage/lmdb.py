@@ -9,6 +9,8 @@ acknowledges durable (`dw`) writes; that is what survives losing the machine.
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,16 +19,38 @@ import lmdb
 
 DEFAULT_MAP_SIZE = 64 * 1024**3
 MAX_DBS = 8
+LOCK_FILE = "sapwood.lock"
 
 
 def _pkey(partition: int, key: bytes) -> bytes:
     return partition.to_bytes(2, "big") + key
 
 
+class DataDirInUse(RuntimeError):
+    """Another process (or store in this process) has the data directory open."""
+
+
+def _lock_data_dir(path: Path) -> int:
+    """One process at a time per data directory: two would mint dots under one actor."""
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DataDirInUse(
+            f"data directory {path} is in use by another Sapwood process or store (pid {holder})"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 class LmdbBackend:
     def __init__(self, path: str | Path, *, map_size: int = DEFAULT_MAP_SIZE) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
         self.path = Path(path)
+        self._lock_fd = _lock_data_dir(self.path)
         self.env = lmdb.open(
             str(path), map_size=map_size, max_dbs=MAX_DBS, sync=False, metasync=False,
             readahead=False, writemap=False, max_readers=256,
@@ -136,3 +160,6 @@ class LmdbBackend:
 
     def close(self) -> None:
         self.env.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1

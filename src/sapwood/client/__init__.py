@@ -1,0 +1,1 @@
+"""Sapwood's Python API: `sapwood.open()` (embedded) and `Client`/`AsyncClient` (HTTP)."""
