@@ -7,17 +7,26 @@ cluster (replicas across the network), and the simulator drives it unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
 from sapwood.core import kvobject
 from sapwood.core.effects import Effect, Reply, Send, SetTimer
-from sapwood.core.errors import BadRequest, Conflict, NotFound, SapwoodError, TooLarge, Unavailable
+from sapwood.core.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    SapwoodError,
+    TooLarge,
+    Unavailable,
+)
 from sapwood.core.kvobject import KVObject, Metadata
 from sapwood.core.messages import (
     CoordinatePut,
     CoordinatePutReply,
+    CoordinateUpdate,
     Fetch,
     FetchReply,
     Reap,
@@ -29,7 +38,7 @@ from sapwood.core.requests import DeleteResult, GetResult, PutResult
 from sapwood.core.ring import BKey, PreflistEntry
 
 _ERRORS_BY_STATUS: dict[int, type[SapwoodError]] = {
-    400: BadRequest, 409: Conflict, 413: TooLarge,
+    400: BadRequest, 409: Conflict, 412: PreconditionFailed, 413: TooLarge,
 }
 
 
@@ -183,6 +192,7 @@ class PutCoordinator:
         self, req_id: int, node: str, bkey: BKey, preflist: list[PreflistEntry],
         quorums: Quorums, mode: WriteMode, timeout_ms: int,
         value: bytes, meta: Metadata, context: dict[bytes, int], return_body: bool,
+        update: CoordinateUpdate | None = None,
     ) -> None:
         self.req_id = req_id
         self.node = node
@@ -194,6 +204,7 @@ class PutCoordinator:
         self.meta = meta
         self.context = context
         self.return_body = return_body
+        self.update = update
         self.phase = PutPhase.COORDINATING
         self.obj: KVObject | None = None
         self.quorum = PutQuorum(
@@ -214,13 +225,15 @@ class PutCoordinator:
             self.phase = PutPhase.DONE
             return [Reply(self.req_id, Unavailable(self.quorum.reason))]
         c = self.coordinating
-        return [
-            Send(c.node, CoordinatePut(
+        msg: CoordinatePut | CoordinateUpdate
+        if self.update is not None:
+            msg = replace(self.update, partition=c.partition)
+        else:
+            msg = CoordinatePut(
                 self.req_id, self.node, c.partition, self.bkey, self.value, self.meta,
                 self.context, self.mode.allow_mult, self.mode.last_write_wins,
-            )),
-            SetTimer(timer_key(self.req_id), now_ms + self.timeout_ms),
-        ]
+            )
+        return [Send(c.node, msg), SetTimer(timer_key(self.req_id), now_ms + self.timeout_ms)]
 
     def on_message(self, msg: Any, now_ms: int) -> list[Effect]:
         if self.phase is PutPhase.DONE:

@@ -46,6 +46,21 @@ class CoordinatePut:
 
 
 @dataclass(frozen=True, slots=True)
+class CoordinateUpdate:
+    """Ask the coordinating vnode to apply a data type operation with its own actor."""
+
+    req_id: int
+    coordinator: str
+    partition: int
+    bkey: BKey
+    type_name: str
+    op: Any
+    context: bytes | None
+    hll_precision: int
+    legacy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class CoordinatePutReply:
     req_id: int
     partition: int

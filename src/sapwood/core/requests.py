@@ -48,6 +48,23 @@ class PutRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateRequest:
+    """A data type operation (`op` from sapwood.core.crdt.parse_op) on a datatype bucket, or on
+    a legacy counter (`legacy=True`, any allow_mult bucket)."""
+
+    bkey: BKey
+    type_name: str
+    op: Any
+    context: bytes | None = None
+    w: Quorum = None
+    dw: Quorum = None
+    pw: Quorum = None
+    timeout_ms: int | None = None
+    return_body: bool = False
+    legacy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class PutResult:
     bkey: BKey
     obj: KVObject | None = None
@@ -108,4 +125,4 @@ class CoverageResult:
     index_results: list[tuple[Term, str]] = field(default_factory=list)
 
 
-Request = GetRequest | PutRequest | DeleteRequest | CoverageRequest
+Request = GetRequest | PutRequest | UpdateRequest | DeleteRequest | CoverageRequest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import NamedTuple
 
 HASH_BITS = 160
@@ -11,6 +12,7 @@ HASH_SPACE = 1 << HASH_BITS
 DEFAULT_RING_SIZE = 64
 MIN_RING_SIZE = 1
 MAX_RING_SIZE = 1024
+BKEY_CACHE_ENTRIES = 8192  # hot keys are encoded and hashed once, not on every replica read
 
 
 class BKey(NamedTuple):
@@ -21,6 +23,7 @@ class BKey(NamedTuple):
     key: str
 
 
+@lru_cache(maxsize=BKEY_CACHE_ENTRIES)
 def encode_bkey(bkey: BKey) -> bytes:
     """A stable, prefix-friendly byte form: len16 type, len16 bucket, then the key.
 
@@ -55,6 +58,7 @@ def decode_bkey(data: bytes) -> BKey:
     )
 
 
+@lru_cache(maxsize=BKEY_CACHE_ENTRIES)
 def key_hash(bkey: BKey) -> int:
     return int.from_bytes(hashlib.sha1(encode_bkey(bkey)).digest(), "big")
 

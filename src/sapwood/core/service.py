@@ -23,12 +23,14 @@ from sapwood.core.coordinator import (
     WriteMode,
 )
 from sapwood.core.coverage import CoverageCoordinator, plan_coverage
+from sapwood.core.datatypes import StateCache
 from sapwood.core.effects import Effect, Flush, Reply, Send, SetTimer
-from sapwood.core.errors import BadRequest, SapwoodError
+from sapwood.core.errors import BadRequest, Conflict, SapwoodError
 from sapwood.core.index import check_index_count
-from sapwood.core.kvobject import DecodeCache, check_value_size
+from sapwood.core.kvobject import DecodeCache, Metadata, check_value_size
 from sapwood.core.messages import (
     CoordinatePutReply,
+    CoordinateUpdate,
     FetchReply,
     FoldReply,
     StoreAck,
@@ -42,6 +44,7 @@ from sapwood.core.requests import (
     ListKeys,
     PutRequest,
     Request,
+    UpdateRequest,
 )
 from sapwood.core.ring import BKey, PreflistEntry, Ring
 from sapwood.core.vnode import Vnode
@@ -99,6 +102,7 @@ class KVService:
         self.is_up = is_up or (lambda _node: True)
         self.vnodes: dict[int, Vnode] = {}
         self.decode_cache = DecodeCache()
+        self.state_cache = StateCache()
         self.coordinators: dict[int, Coordinator] = {}
         self.stats = ServiceStats()
         # Called with each changed metadata record, so a cluster can spread it.
@@ -111,7 +115,7 @@ class KVService:
         if vnode is None:
             vnode = self.vnodes[partition] = Vnode(
                 self.node, partition, self.backend, self.incarnation, self.ring.size,
-                self.decode_cache)
+                self.decode_cache, self.state_cache)
         return vnode
 
     def preflist(self, bkey: BKey, n_val: int) -> list[PreflistEntry]:
@@ -143,6 +147,12 @@ class KVService:
         if isinstance(request, GetRequest):
             return GetCoordinator(req_id, self.node, request.bkey, preflist,
                                   self._read_quorums(request, props), mode, timeout)
+        if isinstance(request, UpdateRequest):
+            return self._update(req_id, request, props, preflist, mode, timeout)
+        if props.get("datatype") is not None and isinstance(request, PutRequest):
+            raise BadRequest(
+                f"bucket type {request.bkey.type!r} holds {props['datatype']} data types: "
+                "write them through /types/T/buckets/B/datatypes/K, not /keys/")
         if isinstance(request, PutRequest):
             check_value_size(request.value)
             check_index_count(request.meta.indexes)
@@ -153,6 +163,28 @@ class KVService:
         return DeleteCoordinator(req_id, self.node, request.bkey, preflist,
                                  self._delete_quorums(request, props), mode, timeout,
                                  request.context)
+
+    def _update(self, req_id: int, request: UpdateRequest, props: dict[str, Any],
+                preflist: list[PreflistEntry], mode: WriteMode, timeout: int) -> PutCoordinator:
+        if request.legacy:
+            if not props["allow_mult"]:
+                raise Conflict("counters require bucket property 'allow_mult=true'")
+            if props.get("datatype") is not None:
+                raise BadRequest("use the datatypes API on a datatype bucket type")
+        elif props.get("datatype") is None:
+            raise BadRequest(f"bucket type {request.bkey.type!r} has no datatype; create one with "
+                             '{"props":{"datatype":"set"}} (or counter, gset, hll, map)')
+        elif props["datatype"] != request.type_name:
+            raise BadRequest(f"bucket type {request.bkey.type!r} holds {props['datatype']}s, "
+                             f"not {request.type_name}s")
+        update = CoordinateUpdate(
+            req_id, self.node, -1, request.bkey, request.type_name, request.op, request.context,
+            props.get("hll_precision", 14), request.legacy,
+        )
+        return PutCoordinator(
+            req_id, self.node, request.bkey, preflist, self._write_quorums(request, props),
+            mode, timeout, b"", Metadata(), {}, request.return_body, update=update,
+        )
 
     @staticmethod
     def _read_quorums(request: GetRequest, props: dict[str, Any]) -> Quorums:
@@ -167,7 +199,9 @@ class KVService:
         )
 
     @staticmethod
-    def _write_quorums(request: PutRequest | DeleteRequest, props: dict[str, Any]) -> Quorums:
+    def _write_quorums(
+        request: PutRequest | UpdateRequest | DeleteRequest, props: dict[str, Any]
+    ) -> Quorums:
         def q(value: Any, name: str) -> int:
             return resolve_quorum(value if value is not None else "default", props, name)
 

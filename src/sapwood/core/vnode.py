@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from sapwood.core import kvobject
+from sapwood.core import datatypes, kvobject
 from sapwood.core.backend import Backend
 from sapwood.core.effects import Effect, Flush, Send, SetTimer
 from sapwood.core.errors import SapwoodError
@@ -28,6 +28,7 @@ from sapwood.core.kvobject import KVObject
 from sapwood.core.messages import (
     CoordinatePut,
     CoordinatePutReply,
+    CoordinateUpdate,
     Fetch,
     FetchReply,
     Fold,
@@ -56,9 +57,10 @@ def vnode_actor(node: str, partition: int, incarnation: int) -> bytes:
 class Vnode:
     def __init__(
         self, node: str, partition: int, backend: Backend, incarnation: int, ring_size: int,
-        cache: kvobject.DecodeCache | None = None,
+        cache: kvobject.DecodeCache | None = None, states: datatypes.StateCache | None = None,
     ) -> None:
         self.cache = cache or kvobject.DecodeCache()
+        self.states = states or datatypes.StateCache()
         self.node = node
         self.partition = partition
         self.ring_size = ring_size
@@ -111,6 +113,9 @@ class Vnode:
         if isinstance(msg, Replicate):
             self.last_write_ms = now_ms
             return self._replicate(msg)
+        if isinstance(msg, CoordinateUpdate):
+            self.last_write_ms = now_ms
+            return self._coordinate_update(msg, now_ms)
         if isinstance(msg, Reap):
             return self._reap(msg, now_ms)
         if isinstance(msg, Fold):
@@ -125,6 +130,24 @@ class Vnode:
                 current, msg.context, msg.value, msg.meta, self.actor, now_ms,
                 allow_mult=msg.allow_mult, last_write_wins=msg.last_write_wins,
             )
+        except SapwoodError as exc:
+            return [Send(msg.coordinator, CoordinatePutReply(
+                msg.req_id, self.partition, self.node, None, exc.message, exc.status))]
+        self._store(msg.bkey, current, new)
+        self.stats["puts"] += 1
+        return [
+            Send(msg.coordinator, CoordinatePutReply(msg.req_id, self.partition, self.node, new)),
+            Flush(msg.coordinator, StoreAck(msg.req_id, self.partition, self.node, durable=True)),
+        ]
+
+    def _coordinate_update(self, msg: CoordinateUpdate, now_ms: int) -> list[Effect]:
+        current = self.read(msg.bkey)
+        try:
+            new = datatypes.apply_update(
+                current, msg.type_name, msg.op, msg.context, self.actor, now_ms,
+                hll_precision=msg.hll_precision, cache=self.states, legacy=msg.legacy,
+            )
+            kvobject.check_value_size(new.siblings[-1].value)
         except SapwoodError as exc:
             return [Send(msg.coordinator, CoordinatePutReply(
                 msg.req_id, self.partition, self.node, None, exc.message, exc.status))]
