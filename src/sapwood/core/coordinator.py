@@ -110,6 +110,9 @@ class GetCoordinator:
         result: KVObject | None = None
         for obj in self.replies.values():
             result = kvobject.merge(result, obj, allow_mult=self.mode.allow_mult)
+        if result is not None and (not self.mode.allow_mult or self.mode.last_write_wins):
+            # One replica's answer, or siblings written before allow_mult was switched off.
+            result = kvobject.resolve_newest(result)
         return result
 
     def on_message(self, msg: Any, now_ms: int) -> list[Effect]:

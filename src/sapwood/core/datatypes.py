@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sapwood.core.causal import Dot
 from sapwood.core.crdt import Datatype, decode_datatype, merge_datatypes, new_datatype
 from sapwood.core.crdt.ops import Op
 from sapwood.core.errors import BadRequest
 from sapwood.core.kvobject import KVObject, Metadata, apply_write
+from sapwood.core.ring import BKey
 
 CONTENT_TYPE = "application/x-sapwood-datatype"
 LEGACY_COUNTER_CONTENT_TYPE = "application/riak_counter"
@@ -33,30 +35,34 @@ def join_state(obj: KVObject | None, type_name: str | None = None) -> Datatype |
     return state
 
 
+CacheKey = tuple[BKey, Dot]
+
+
 class StateCache:
-    """Decoded states by their stored bytes, so successive updates of a large set or map do
-    not decode it again each time.
+    """Decoded states by (key, dot of the sibling holding them), so successive updates of a
+    large set or map do not decode it again each time. A dot names one value everywhere.
 
     States are mutable (updates apply in place): `take` hands the state over and forgets it, and
-    the updater `put`s the new state back under its new bytes.
+    the updater `put`s the new state back under its new dot.
     """
 
     def __init__(self, limit: int = STATE_CACHE_ENTRIES) -> None:
         self.limit = limit
-        self._states: dict[bytes, Datatype] = {}
+        self._states: dict[CacheKey, Datatype] = {}
 
-    def take(self, encoded: bytes) -> Datatype:
-        state = self._states.pop(encoded, None)
+    def take(self, key: CacheKey, encoded: bytes) -> Datatype:
+        state = self._states.pop(key, None)
         return decode_datatype(encoded) if state is None else state
 
-    def put(self, encoded: bytes, state: Datatype) -> None:
+    def put(self, key: CacheKey, state: Datatype) -> None:
         if len(self._states) >= self.limit:
             del self._states[next(iter(self._states))]
-        self._states[encoded] = state
+        self._states[key] = state
 
 
 def apply_update(
-    current: KVObject | None, type_name: str, op: Op, context: bytes | None, actor: bytes,
+    current: KVObject | None, bkey: BKey, type_name: str, op: Op, context: bytes | None,
+    actor: bytes,
     now_ms: int, *, hll_precision: int, cache: StateCache, legacy: bool = False,
 ) -> KVObject:
     """Apply a data type operation at the coordinating vnode, as a write that replaces every
@@ -64,7 +70,7 @@ def apply_update(
     live = current.live_siblings if current is not None else ()
     state: Any = None
     if len(live) == 1:
-        state = cache.take(live[0].value)
+        state = cache.take((bkey, live[0].dot), live[0].value)
     for sibling in live if len(live) > 1 else ():
         decoded = decode_datatype(sibling.value)
         state = decoded if state is None else merge_datatypes(state, decoded)
@@ -76,14 +82,14 @@ def apply_update(
         state.update(op, actor, now_ms, context or None)
     except Exception:
         if len(live) == 1:
-            cache.put(live[0].value, state)  # unchanged: updates are all-or-nothing
+            cache.put((bkey, live[0].dot), state)  # unchanged: updates are all-or-nothing
         raise
-    encoded = state.encode()
-    cache.put(encoded, state)
     ctype = LEGACY_COUNTER_CONTENT_TYPE if legacy else CONTENT_TYPE
     clock = dict(current.clock) if current is not None else {}
-    return apply_write(current, clock, encoded, Metadata(content_type=ctype), actor, now_ms,
-                       allow_mult=True)
+    new = apply_write(current, clock, state.encode(), Metadata(content_type=ctype), actor,
+                      now_ms, allow_mult=True)
+    cache.put((bkey, new.siblings[-1].dot), state)
+    return new
 
 
 def is_datatype_object(obj: KVObject) -> bool:

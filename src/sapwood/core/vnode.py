@@ -144,7 +144,7 @@ class Vnode:
         current = self.read(msg.bkey)
         try:
             new = datatypes.apply_update(
-                current, msg.type_name, msg.op, msg.context, self.actor, now_ms,
+                current, msg.bkey, msg.type_name, msg.op, msg.context, self.actor, now_ms,
                 hll_precision=msg.hll_precision, cache=self.states, legacy=msg.legacy,
             )
             kvobject.check_value_size(new.siblings[-1].value)

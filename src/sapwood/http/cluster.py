@@ -19,7 +19,7 @@ from aiohttp import web
 
 from sapwood.core.cluster import AdminRequest
 from sapwood.core.errors import BadRequest
-from sapwood.http.admin import _check_peer
+from sapwood.http.admin import check_admin_peer as _check_peer
 from sapwood.http.state import node_of
 
 DEFAULT_CLUSTER_PORT = 8099

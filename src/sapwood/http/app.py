@@ -1,0 +1,130 @@
+"""The aiohttp application: routes, the error mapping, discovery, ping and stats.
+
+Every SapwoodError becomes its status with a text/plain message; nothing else leaks a traceback.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from sapwood.core.errors import SapwoodError
+from sapwood.core.limits import MAX_OBJECT_BYTES
+from sapwood.http import admin, buckets, cluster, index, objects
+from sapwood.http.state import ADMIN_FROM_ANYWHERE, NODE, STATS, HttpStats
+from sapwood.http.stats import stats_body
+from sapwood.node.node import Node
+
+log = logging.getLogger("sapwood.http")
+
+# Riak's resource names, as clients discover them from GET /.
+RESOURCES = {
+    "riak_kv_wm_bucket_type": "/types",
+    "riak_kv_wm_buckets": "/buckets",
+    "riak_kv_wm_counter": "/buckets",
+    "riak_kv_wm_index": "/buckets",
+    "riak_kv_wm_keylist": "/buckets",
+    "riak_kv_wm_object": "/buckets",
+    "riak_kv_wm_ping": "/ping",
+    "riak_kv_wm_preflist": "/buckets",
+    "riak_kv_wm_props": "/buckets",
+    "riak_kv_wm_stats": "/stats",
+}
+
+
+def runner_options() -> dict[str, Any]:
+    """Options for the AppRunner (or aiohttp's TestServer) serving `make_app`'s application."""
+    # A stored object's Content-Encoding describes its bytes: they are stored as sent, never
+    # decompressed on the way in.
+    return {"auto_decompress": False}
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message.rstrip("\n") + "\n", content_type="text/plain")
+
+
+def _handler_name(request: web.Request) -> str:
+    handler = request.match_info.handler
+    return getattr(handler, "__name__", "unmatched")
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+    except SapwoodError as exc:
+        response = error_response(exc.status, exc.message)
+    except web.HTTPRequestEntityTooLarge:
+        response = error_response(
+            413, f"request body is larger than the limit of {MAX_OBJECT_BYTES} bytes")
+    except web.HTTPException as exc:
+        request.app[STATS].record(_handler_name(request), exc.status)
+        raise
+    except ConnectionResetError:
+        raise  # the client went away mid-answer: nothing to tell it
+    except Exception:
+        log.exception("internal error serving %s %s", request.method, request.path)
+        response = error_response(500, "internal error; the node's log has the details")
+    request.app[STATS].record(_handler_name(request), response.status)
+    return response
+
+
+# --- discovery, health, stats -------------------------------------------------------------------
+
+
+def _link_header() -> str:
+    return ", ".join(f'<{prefix}>; rel="{name}"' for name, prefix in RESOURCES.items())
+
+
+async def resources(request: web.Request) -> web.Response:
+    headers = {"Link": _link_header(), "Vary": "Accept"}
+    if "application/json" in request.headers.get("Accept", ""):
+        return web.json_response(RESOURCES, headers=headers)
+    items = "".join(f'<li><a href="{html.escape(prefix)}">{html.escape(name)}</a></li>'
+                    for name, prefix in RESOURCES.items())
+    return web.Response(text=f"<html><body><ul>{items}</ul></body></html>",
+                        content_type="text/html", headers=headers)
+
+
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(text="OK", content_type="text/plain")
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(stats_body(request.app[NODE], request.app[STATS]))
+
+
+async def not_implemented(request: web.Request) -> web.Response:
+    return error_response(501, "counters and data types are not implemented yet in Sapwood")
+
+
+def _add_base_routes(app: web.Application) -> None:
+    app.router.add_get("/", resources)
+    app.router.add_get("/ping", ping)
+    app.router.add_get("/stats", stats)
+    for prefix in ("", "/types/{type}"):
+        app.router.add_route("*", prefix + "/buckets/{bucket}/counters/{key}", not_implemented)
+    for path in ("/types/{type}/buckets/{bucket}/datatypes",
+                 "/types/{type}/buckets/{bucket}/datatypes/{key}"):
+        app.router.add_route("*", path, not_implemented)
+
+
+def make_app(node: Node, *, admin_from_anywhere: bool = False) -> web.Application:
+    """The Riak-compatible HTTP API of `node`, plus its admin routes.
+
+    Admin routes answer loopback clients only, unless `admin_from_anywhere`.
+    """
+    app = web.Application(client_max_size=MAX_OBJECT_BYTES, middlewares=[errors])
+    app[NODE] = node
+    app[STATS] = HttpStats()
+    app[ADMIN_FROM_ANYWHERE] = admin_from_anywhere
+    _add_base_routes(app)
+    objects.add_routes(app)
+    buckets.add_routes(app)
+    index.add_routes(app)
+    admin.add_routes(app)
+    cluster.add_routes(app)
+    return app

@@ -1,0 +1,69 @@
+"""Discovery, ping, stats, unimplemented resources and the error mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from sapwood.http.app import RESOURCES
+
+
+async def test_discovery(serve: Any) -> None:
+    async with serve() as c:
+        resp = await c.get("/", headers={"Accept": "application/json"})
+        body = await resp.json()
+        for name in ("riak_kv_wm_buckets", "riak_kv_wm_bucket_type", "riak_kv_wm_counter",
+                     "riak_kv_wm_index", "riak_kv_wm_preflist", "riak_kv_wm_ping",
+                     "riak_kv_wm_stats"):
+            assert name in body
+        assert body["riak_kv_wm_bucket_type"] == "/types"
+        assert 'rel="riak_kv_wm_stats"' in resp.headers["Link"]
+        resp = await c.get("/", headers={"Accept": "text/html"})
+        assert resp.headers["Content-Type"].startswith("text/html")
+        page = await resp.text()
+        assert all(name in page for name in RESOURCES)
+
+
+async def test_ping_and_stats(serve: Any) -> None:
+    async with serve() as c:
+        resp = await c.get("/ping")
+        assert resp.status == 200 and await resp.text() == "OK"
+        await c.put("/buckets/b/keys/k", data=b"v", headers={"Content-Type": "text/plain"})
+        await c.get("/buckets/b/keys/k")
+        await c.get("/buckets/b/keys/k", params={"r": "9"})
+        stats = await (await c.get("/stats")).json()
+        assert stats["riak_kv_version"] == "2.1.4"
+        assert stats["nodename"] == "sapwood@127.0.0.1"
+        assert stats["ring_members"] == ["sapwood@127.0.0.1"]
+        assert stats["ring_num_partitions"] == 8
+        assert stats["connected_nodes"] == []
+        assert stats["sapwood_version"]
+        assert stats["node_gets_total"] == 1 and stats["node_puts_total"] == 1
+        assert set(stats["sapwood_latency"]["get"]) == {"p50_us", "p95_us", "p99_us", "count"}
+        assert stats["sapwood_request_errors"] == {"GetRequest": 1}
+        assert stats["sapwood_http_responses"]["4xx"] == 1
+
+
+async def test_counters_and_datatypes_are_not_implemented(serve: Any) -> None:
+    async with serve() as c:
+        for url in ("/buckets/b/counters/k", "/types/t/buckets/b/datatypes/k",
+                    "/types/t/buckets/b/datatypes"):
+            resp = await c.post(url, data=b"1")
+            assert resp.status == 501 and "not implemented" in await resp.text()
+
+
+async def test_unknown_routes_and_unexpected_errors(serve: Any) -> None:
+    async def explode(request: web.Request) -> web.Response:
+        raise RuntimeError("boom")
+
+    def hook(app: web.Application) -> None:
+        app.router.add_get("/explode", explode)
+
+    async with serve(app_hook=hook) as c:
+        assert (await c.get("/nowhere")).status == 404
+        assert (await c.patch("/buckets/b/keys/k")).status == 405
+        resp = await c.get("/explode")
+        assert resp.status == 500
+        text = await resp.text()
+        assert "internal error" in text and "boom" not in text
