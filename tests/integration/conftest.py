@@ -57,6 +57,7 @@ class NodeProcess:
                  args: Sequence[str] = (), log_path: Path | None = None) -> None:
         self.data_dir = data_dir
         self.port = port
+        self.cluster_port = free_port()
         self.name = name
         self.args = list(args)
         self.log_path = log_path or data_dir.parent / f"{_slug(name)}.log"
@@ -77,9 +78,17 @@ class NodeProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def cluster_address(self) -> str:
+        """The inter-node listener, as `sapwood cluster join` takes it."""
+        return f"{self.name.split('@')[0]}@127.0.0.1:{self.cluster_port}"
+
     def command(self) -> list[str]:
+        cluster = [] if "--cluster" in self.args else [
+            "--cluster", f"127.0.0.1:{self.cluster_port}"]
         return [sys.executable, "-m", "sapwood.cli.main", "start", "--name", self.name,
-                "--http", f"127.0.0.1:{self.port}", "--data", str(self.data_dir), *self.args]
+                "--http", f"127.0.0.1:{self.port}", "--data", str(self.data_dir), *cluster,
+                *self.args]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -92,9 +92,13 @@ def wait_ready(node: DevNode, deadline: float) -> None:
             raise click.ClickException(
                 f"{node.name} exited with {node.process.returncode}; see {node.data_dir}/node.log")
         try:
-            if httpx.get(node.url + "/ping", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
+            # Check the pid: a node left over from an earlier run may hold the port.
+            stats = httpx.get(node.url + "/stats", timeout=1.0)
+            if stats.status_code == 200:
+                pid = stats.json().get("sapwood_pid")
+                if node.process is not None and pid == node.process.pid:
+                    return
+        except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.1)
     raise click.ClickException(f"{node.name} did not answer on {node.url} in time")

@@ -381,7 +381,11 @@ class ClusterNode:
         return out
 
     def _handoff_tick(self, now_ms: int) -> list[Effect]:
-        effects: list[Effect] = [SetTimer(("handoff-tick",), now_ms + HANDOFF_TICK_MS)]
+        return [SetTimer(("handoff-tick",), now_ms + HANDOFF_TICK_MS),
+                *self._start_handoffs(now_ms)]
+
+    def _start_handoffs(self, now_ms: int) -> list[Effect]:
+        effects: list[Effect] = []
         for partition, target, kind in self.handoff_candidates():
             if not self.handoff.can_start():
                 break
@@ -411,11 +415,14 @@ class ClusterNode:
 
     def _on_handoff_ack(self, msg: HandoffAck, now_ms: int) -> list[Effect]:
         effects, finished = self.handoff.on_ack(msg, now_ms)
-        if finished is not None and finished.kind is Kind.OWNERSHIP:
+        if finished is None:
+            return effects
+        if finished.kind is Kind.OWNERSHIP:
             self.ownership_done.add((finished.partition, finished.target))
             done = TransferComplete(finished.partition, self.name, finished.target)
             effects.append(Send(self.state.claimant, done))
-        return effects
+        # A transfer slot is free: use it now rather than at the next tick.
+        return effects + self._start_handoffs(now_ms)
 
     def _on_transfer_complete(self, msg: TransferComplete) -> list[Effect]:
         if self.state.claimant != self.name:

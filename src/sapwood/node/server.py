@@ -16,6 +16,7 @@ from aiohttp import web
 
 from sapwood.http.app import make_app, runner_options
 from sapwood.node.node import Node, NodeConfig
+from sapwood.node.transport import attach_transport
 
 log = logging.getLogger("sapwood.server")
 
@@ -81,7 +82,14 @@ async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
     app = make_app(node, admin_from_anywhere=admin_from_anywhere)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S,
                            **runner_options())
+    transport = None
     try:
+        try:
+            transport = await attach_transport(node, config)
+        except OSError as exc:
+            log.error("cannot listen for other nodes on %s: %s", config.cluster_addr, exc)
+            raise SystemExit(1) from None
+        node.probe_remote = transport.probe
         node.start()
         await runner.setup()
         site = web.TCPSite(runner, config.http_host, config.http_port)
@@ -97,6 +105,8 @@ async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
         log.info("stopping")
     finally:
         await runner.cleanup()
+        if transport is not None:
+            await transport.close()
         await _drain_commits(node)
         node.close()
         log.info("stopped")
