@@ -1,0 +1,1 @@
+"""Deterministic simulation: seeded worlds driving the cores, and checkers of their histories."""
