@@ -27,7 +27,7 @@ from sapwood.core.limits import MAX_SIBLINGS
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    with sapwood.open(tmp_path / "db", sync="none") as opened:
+    with sapwood.open(tmp_path / "db", sync="commit") as opened:
         yield opened
 
 

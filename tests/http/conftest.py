@@ -32,8 +32,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 @asynccontextmanager
 async def serve_node(data_dir: Path, *, app_hook: Any = None, **app_options: Any
                 ) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    """A client for a fresh node on `data_dir` (sync=none: these tests never crash it)."""
-    node = Node(NodeConfig(data_dir=data_dir, sync="none", ring_size=8))
+    """A client for a fresh node on `data_dir` (these tests never crash it)."""
+    node = Node(NodeConfig(data_dir=data_dir, ring_size=8))
     app = make_app(node, **app_options)
     if app_hook is not None:
         app_hook(app)

@@ -23,7 +23,7 @@ CLI_WAIT_S = 60.0  # a bound on a CLI process run, not a performance assertion
 
 @pytest.fixture(scope="module")
 def node(module_node_factory: Callable[..., Any]) -> Any:
-    return module_node_factory(args=["--sync", "none", "--log-level", "warning"])
+    return module_node_factory(args=["--log-level", "warning"])
 
 
 def sapwood_cli(node: Any, *args: str) -> Result:

@@ -21,7 +21,7 @@ NodeFactory = Callable[..., Any]
 @pytest.fixture(scope="module")
 def node(module_node_factory: NodeFactory) -> Any:
     """One node for the module (the integration conftest stops it by PID at teardown)."""
-    return module_node_factory(args=["--sync", "none", "--log-level", "warning"])
+    return module_node_factory(args=["--log-level", "warning"])
 
 
 @pytest.fixture(scope="module")

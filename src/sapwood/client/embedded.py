@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 import threading
 from collections.abc import Mapping
@@ -19,9 +21,12 @@ from sapwood.client.buckets import (
     Stored,
     SyncFront,
 )
+from sapwood.client.datatypes import DatatypeFetched, DatatypeStored
 from sapwood.client.model import BucketTypeInfo, ClosedError, Fetched, IndexPage, Sibling
 from sapwood.core.causal import decode_context, encode_context
-from sapwood.core.errors import BadRequest
+from sapwood.core.crdt import parse_op
+from sapwood.core.datatypes import CONTENT_TYPE, LEGACY_COUNTER_CONTENT_TYPE, join_state
+from sapwood.core.errors import BadRequest, Conflict
 from sapwood.core.index import make_query, parse_index_name, parse_term
 from sapwood.core.kvobject import KVObject, Metadata, resolve_newest
 from sapwood.core.kvobject import Sibling as StoredSibling
@@ -36,10 +41,13 @@ from sapwood.core.requests import (
     ListKeys,
     PutRequest,
     PutResult,
+    UpdateRequest,
 )
 from sapwood.core.ring import BKey
 
 DEFAULT_NODE = "sapwood@127.0.0.1"
+# Data types whose states carry no causal context (as over HTTP).
+CONTEXTLESS_TYPES = ("counter", "hll")
 GENERATED_KEY_BYTES = 15  # 20 url-safe characters, like Riak's generated keys
 RIAK_KV_VERSION = "2.1.4"
 
@@ -95,6 +103,33 @@ def metadata_of(content: Sibling) -> Metadata:
     )
 
 
+def datatype_fetched(type_name: str, obj: KVObject | None, include_context: bool,
+                     content_type: str = CONTENT_TYPE) -> DatatypeFetched:
+    """What a datatype GET over HTTP answers, from the object a read found."""
+    if obj is not None:
+        others = [s.meta.content_type for s in obj.live_siblings
+                  if s.meta.content_type != content_type]
+        if others:
+            raise Conflict(f"the key holds an object of type {others[0]!r}, not a {type_name}")
+    state = join_state(obj)
+    if state is None:
+        return DatatypeFetched(type_name, None, None)
+    context = None
+    if include_context and type_name not in CONTEXTLESS_TYPES:
+        context = base64.b64encode(state.context()).decode("ascii")
+    return DatatypeFetched(type_name, state.value(), context)
+
+
+def datatype_context(context: str | None) -> bytes | None:
+    if not context:
+        return None
+    try:
+        return base64.b64decode(context, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("the data type context is not valid base64; use the one a fetch "
+                         "returned") from None
+
+
 def _timeout(params: Params) -> int | None:
     value = params.get("timeout")
     return None if value is None else int(value)
@@ -129,13 +164,16 @@ class EmbeddedTransport:
 
     # --- objects ------------------------------------------------------------------------------
 
-    def fetch(self, loc: Location, params: Params) -> Fetched:
+    def _get(self, loc: Location, params: Params) -> GetResult:
         assert loc.key is not None
         result: GetResult = self._call(GetRequest(
             BKey(loc.bucket_type, loc.bucket, loc.key), r=params.get("r"), pr=params.get("pr"),
             basic_quorum=_flag(params, "basic_quorum"), notfound_ok=_flag(params, "notfound_ok"),
             timeout_ms=_timeout(params)))
-        return fetched_from_stored(self._visible(loc, result.obj))
+        return result
+
+    def fetch(self, loc: Location, params: Params) -> Fetched:
+        return fetched_from_stored(self._visible(loc, self._get(loc, params).obj))
 
     def _visible(self, loc: Location, obj: KVObject | None) -> KVObject | None:
         """As the HTTP API shows it: buckets without allow_mult never show siblings."""
@@ -174,6 +212,50 @@ class EmbeddedTransport:
             return False
         return True
 
+    # --- data types and legacy counters -------------------------------------------------------
+
+    def _datatype_of(self, loc: Location) -> str:
+        props = self.bucket_props(loc.bucket_type, loc.bucket)
+        if props.get("datatype") is None:
+            raise BadRequest(
+                f"bucket type {loc.bucket_type!r} has no datatype property, so it holds no data "
+                "types; create one with {'datatype': 'set'} (or counter, gset, hll, map)")
+        return str(props["datatype"])
+
+    def fetch_datatype(self, loc: Location, params: Params) -> DatatypeFetched:
+        type_name = self._datatype_of(loc)
+        obj = self._get(loc, params).obj
+        return datatype_fetched(type_name, obj, _flag(params, "include_context") is not False)
+
+    def update_datatype(self, loc: Location, type_name: str, op: Any, context: str | None,
+                        params: Params, return_body: bool) -> DatatypeStored:
+        key = loc.key if loc.key is not None else secrets.token_urlsafe(GENERATED_KEY_BYTES)
+        request = UpdateRequest(
+            BKey(loc.bucket_type, loc.bucket, key), type_name, parse_op(type_name, op),
+            datatype_context(context), w=params.get("w"), dw=params.get("dw"),
+            pw=params.get("pw"), timeout_ms=_timeout(params), return_body=return_body)
+        result: PutResult = self._call(request)
+        if not return_body:
+            return DatatypeStored(key, None)
+        include_context = _flag(params, "include_context") is not False
+        return DatatypeStored(key, datatype_fetched(type_name, result.obj, include_context))
+
+    def fetch_counter(self, loc: Location, params: Params) -> int | None:
+        fetched = datatype_fetched("counter", self._get(loc, params).obj, False,
+                                   LEGACY_COUNTER_CONTENT_TYPE)
+        return None if fetched.value is None else int(fetched.value)
+
+    def update_counter(self, loc: Location, delta: int, params: Params,
+                       return_value: bool) -> int | None:
+        assert loc.key is not None
+        request = UpdateRequest(
+            BKey(loc.bucket_type, loc.bucket, loc.key), "counter", parse_op("counter", delta),
+            w=params.get("w"), dw=params.get("dw"), pw=params.get("pw"),
+            timeout_ms=_timeout(params), return_body=return_value, legacy=True)
+        result: PutResult = self._call(request)
+        state = join_state(result.obj) if return_value else None
+        return None if state is None else int(state.value())
+
     # --- coverage queries ---------------------------------------------------------------------
 
     def index(self, spec: IndexSpec) -> IndexPage:
@@ -204,7 +286,7 @@ class EmbeddedTransport:
         with self._lock:
             driver = self._driver()
             getattr(driver.service, change)(*args)
-            if driver.sync == "always":
+            if driver.sync == "fsync":
                 driver.service.backend.sync()
 
     def bucket_props(self, bucket_type: str, bucket: str) -> dict[str, Any]:
@@ -266,7 +348,7 @@ class Store(SyncFront):
 
     transport: EmbeddedTransport
 
-    def __init__(self, path: str | Path, *, node: str = DEFAULT_NODE, sync: str = "always",
+    def __init__(self, path: str | Path, *, node: str = DEFAULT_NODE, sync: str = "commit",
                  ring_size: int | None = None) -> None:
         super().__init__(EmbeddedTransport(path, node, sync, ring_size))
         self.path = Path(path)
@@ -280,16 +362,18 @@ class Store(SyncFront):
 
 
 def open(
-    path: str | Path, *, node: str = DEFAULT_NODE, sync: str = "always",
+    path: str | Path, *, node: str = DEFAULT_NODE, sync: str = "commit",
     ring_size: int | None = None,
 ) -> Store:
     """Open (or create) the store in directory `path`.
 
-    sync="always": a write returns once it is fsynced; sync="none": writes survive the process
-    dying but not the machine (close() still syncs). `ring_size` only applies to a new directory.
+    sync="commit" (the default): a write returns once it is committed to the store, so it
+    survives the process dying, but not the machine losing power; sync="fsync": a write also
+    waits for an fsync, so it survives power loss too (close() always syncs). `ring_size` only
+    applies to a new directory.
     """
-    if sync not in ("always", "none"):
-        raise BadRequest(f"sync must be 'always' or 'none'; got {sync!r}")
+    if sync not in ("commit", "fsync"):
+        raise BadRequest(f"sync must be 'commit' or 'fsync'; got {sync!r}")
     return Store(path, node=node, sync=sync, ring_size=ring_size)
 
 

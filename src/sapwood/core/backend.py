@@ -8,6 +8,7 @@ the event loop, batched (group commit).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 
@@ -45,6 +46,9 @@ class Backend(Protocol):
     def meta_put(self, key: bytes, value: bytes) -> None: ...
 
     def meta_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Group the writes made inside into one atomic commit (nested calls join the outer)."""
 
     def sync(self) -> None:
         """Make every write so far durable (fsync). May be called from another thread."""

@@ -116,7 +116,8 @@ class ClusterNode:
                 SetTimer(("handoff-tick",), now_ms + HANDOFF_TICK_MS)]
 
     def submit(self, req_id: int, request: Request | AdminRequest, now_ms: int) -> list[Effect]:
-        effects = self._submit(req_id, request, now_ms)
+        with self.backend.batch():
+            effects = self._submit(req_id, request, now_ms)
         return effects + self._drain() if self._outbox else effects
 
     def drain(self) -> list[Effect]:
@@ -130,7 +131,8 @@ class ClusterNode:
         return self.kv.submit(req_id, request, now_ms)
 
     def on_message(self, sender: str, msg: Any, now_ms: int) -> list[Effect]:
-        effects = self._on_message(sender, msg, now_ms)
+        with self.backend.batch():
+            effects = self._on_message(sender, msg, now_ms)
         return effects + self._drain() if self._outbox else effects
 
     def _on_message(self, sender: str, msg: Any, now_ms: int) -> list[Effect]:
@@ -153,7 +155,8 @@ class ClusterNode:
         return self.kv.on_message(msg, now_ms)
 
     def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
-        effects = self._on_timer(key, now_ms)
+        with self.backend.batch():
+            effects = self._on_timer(key, now_ms)
         return effects + self._drain() if self._outbox else effects
 
     def _on_timer(self, key: Any, now_ms: int) -> list[Effect]:

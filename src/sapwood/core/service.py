@@ -21,10 +21,11 @@ from sapwood.core.coordinator import (
     PutCoordinator,
     Quorums,
     WriteMode,
+    timer_key,
 )
 from sapwood.core.coverage import CoverageCoordinator, plan_coverage
 from sapwood.core.datatypes import StateCache
-from sapwood.core.effects import Effect, Flush, Reply, Send, SetTimer
+from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
 from sapwood.core.errors import BadRequest, Conflict, SapwoodError
 from sapwood.core.index import check_index_count
 from sapwood.core.kvobject import DecodeCache, Metadata, check_value_size
@@ -104,6 +105,7 @@ class KVService:
         self.decode_cache = DecodeCache()
         self.state_cache = StateCache()
         self.coordinators: dict[int, Coordinator] = {}
+        self._finished: list[int] = []
         self.stats = ServiceStats()
         # Called with each changed metadata record, so a cluster can spread it.
         self.on_metadata_change: Callable[[tuple[bytes, bytes]], None] | None = None
@@ -277,14 +279,19 @@ class KVService:
         """Deliver local messages until only effects for the outside world remain."""
         queue: deque[Effect] = deque(effects)
         out: list[Effect] = []
-        while queue:
-            effect = queue.popleft()
-            if isinstance(effect, Send) and effect.to == self.node:
-                queue.extend(self._deliver(effect.msg, now_ms))
-            else:
-                out.append(effect)
+        with self.backend.batch():
+            while queue:
+                effect = queue.popleft()
+                if isinstance(effect, Send) and effect.to == self.node:
+                    queue.extend(self._deliver(effect.msg, now_ms))
+                else:
+                    out.append(effect)
         if req_id is not None:
             self._forget_if_done(req_id)
+        if self._finished:
+            # Timeouts of finished requests need not stay armed (a timer per request adds up).
+            out += [CancelTimer(timer_key(done)) for done in self._finished]
+            self._finished.clear()
         return out
 
     def _deliver(self, msg: Any, now_ms: int) -> list[Effect]:
@@ -295,6 +302,7 @@ class KVService:
             effects = coordinator.on_message(msg, now_ms)
             if coordinator.done:
                 self.coordinators.pop(msg.req_id, None)
+                self._finished.append(msg.req_id)
             return effects
         partition = getattr(msg, "partition", None)
         if partition is None:
@@ -305,6 +313,7 @@ class KVService:
         coordinator = self.coordinators.get(req_id)
         if coordinator is not None and coordinator.done:
             del self.coordinators[req_id]
+            self._finished.append(req_id)
 
 
 def flushes(effects: list[Effect]) -> list[Flush]:

@@ -1,7 +1,7 @@
 """The synchronous, single-process driver behind `sapwood.open()`: no sockets, no threads.
 
 Every replica is local, so a request completes within the call: local messages are delivered by
-the service, flushes are made right away (one fsync per durable write unless `sync="none"`), and
+the service, flushes are made right away (with `sync="fsync"`, one fsync per request), and
 timers (tombstone reaping) run when they are due at the next call.
 """
 
@@ -17,7 +17,7 @@ from sapwood.core.errors import SapwoodError
 from sapwood.core.requests import Request
 from sapwood.core.service import KVService
 
-SYNC_MODES = ("always", "none")
+SYNC_MODES = ("commit", "fsync")
 
 
 def wall_ms() -> int:
@@ -25,7 +25,7 @@ def wall_ms() -> int:
 
 
 class EmbeddedDriver:
-    def __init__(self, service: KVService, sync: str = "always") -> None:
+    def __init__(self, service: KVService, sync: str = "commit") -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"sync must be one of {SYNC_MODES}")
         self.service = service
@@ -57,7 +57,7 @@ class EmbeddedDriver:
             pending = []
             if flushes:
                 # One fsync makes every write of this request durable (group commit).
-                if self.sync == "always":
+                if self.sync == "fsync":
                     self.service.backend.sync()
                 for flush in flushes:
                     pending += self.service.on_message(flush.done, wall_ms())

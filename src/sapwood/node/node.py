@@ -26,7 +26,10 @@ from sapwood.node.local import DEFAULT_NODE, open_cluster_node
 
 log = logging.getLogger("sapwood.node")
 
-SYNC_MODES = ("group", "none")
+# commit: an acknowledged write is committed to LMDB (it survives the process being killed, not
+# the machine losing power), as Riak's default backends do. fsync: durable acks also wait for a
+# batched fsync (group commit), so they survive power loss too.
+SYNC_MODES = ("commit", "fsync")
 LATENCY_SAMPLES = 10_000  # per operation, for the percentiles in /stats
 MAX_INFLIGHT_REQUESTS = 10_000
 
@@ -42,7 +45,7 @@ class NodeConfig:
     http_host: str = "127.0.0.1"
     http_port: int = 8098
     ring_size: int = 64
-    sync: str = "group"
+    sync: str = "commit"
     cluster_host: str = "127.0.0.1"
     cluster_port: int = 8099
     cluster_name: str = "sapwood"
@@ -105,7 +108,7 @@ class GroupCommitter:
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting, []
-                if self.node.config.sync == "group":
+                if self.node.config.sync == "fsync":
                     await loop.run_in_executor(None, self.node.service.backend.sync)
                     self.fsyncs += 1
                 for flush in batch:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,40 @@ class LmdbBackend:
             str(path), map_size=map_size, max_dbs=MAX_DBS, sync=False, metasync=False,
             readahead=False, writemap=False, max_readers=256,
         )
+        self._txn: Any = None  # the write transaction of an open batch
         self._objects = self.env.open_db(b"objects")
         self._index = self.env.open_db(b"index")
         self._meta = self.env.open_db(b"meta")
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One write transaction for every write inside: one commit instead of one per write."""
+        if self._txn is not None:
+            yield
+            return
+        self._txn = self.env.begin(write=True)
+        try:
+            yield
+        except BaseException:
+            self._txn.abort()
+            raise
+        else:
+            self._txn.commit()
+        finally:
+            self._txn = None
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        if self._txn is not None:
+            yield self._txn
+        else:
+            with self.env.begin(write=True) as txn:
+                yield txn
+
     def get(self, partition: int, key: bytes) -> bytes | None:
+        if self._txn is not None:
+            value = self._txn.get(_pkey(partition, key), db=self._objects)
+            return None if value is None else bytes(value)
         with self.env.begin(db=self._objects, buffers=False) as txn:
             value = txn.get(_pkey(partition, key))
         return None if value is None else bytes(value)
@@ -72,7 +102,7 @@ class LmdbBackend:
         add_index: Sequence[bytes] = (),
         remove_index: Sequence[bytes] = (),
     ) -> None:
-        with self.env.begin(write=True) as txn:
+        with self._write() as txn:
             txn.put(_pkey(partition, key), value, db=self._objects)
             for entry in remove_index:
                 txn.delete(_pkey(partition, entry), db=self._index)
@@ -80,7 +110,7 @@ class LmdbBackend:
                 txn.put(_pkey(partition, entry), b"", db=self._index)
 
     def delete(self, partition: int, key: bytes, remove_index: Sequence[bytes] = ()) -> None:
-        with self.env.begin(write=True) as txn:
+        with self._write() as txn:
             txn.delete(_pkey(partition, key), db=self._objects)
             for entry in remove_index:
                 txn.delete(_pkey(partition, entry), db=self._index)
@@ -89,8 +119,8 @@ class LmdbBackend:
               values: bool) -> Iterator[tuple[bytes, bytes]]:
         low = _pkey(partition, start)
         high = _pkey(partition, end) if end is not None else _pkey(partition + 1, b"")
-        with self.env.begin(db=db) as txn:
-            cursor = txn.cursor()
+        with self._read(db) as txn:
+            cursor = txn.cursor(db=db)
             if not cursor.set_range(low):
                 return
             for k, v in cursor:
@@ -109,6 +139,14 @@ class LmdbBackend:
         for k, _ in self._scan(self._index, partition, start, end, values=False):
             yield k
 
+    @contextmanager
+    def _read(self, db: Any) -> Iterator[Any]:
+        if self._txn is not None:
+            yield self._txn  # inside a batch, reads must see its uncommitted writes
+        else:
+            with self.env.begin(db=db) as txn:
+                yield txn
+
     def partitions(self) -> list[int]:
         found: list[int] = []
         with self.env.begin(db=self._objects) as txn:
@@ -126,8 +164,8 @@ class LmdbBackend:
 
     def drop_partition(self, partition: int) -> None:
         for db in (self._objects, self._index):
-            with self.env.begin(write=True, db=db) as txn:
-                cursor = txn.cursor()
+            with self._write() as txn:
+                cursor = txn.cursor(db=db)
                 low, high = _pkey(partition, b""), _pkey(partition + 1, b"")
                 if cursor.set_range(low):
                     while cursor.key() and cursor.key() < high:
@@ -135,13 +173,13 @@ class LmdbBackend:
                             break
 
     def meta_get(self, key: bytes) -> bytes | None:
-        with self.env.begin(db=self._meta) as txn:
-            value = txn.get(key)
+        with self._read(self._meta) as txn:
+            value = txn.get(key, db=self._meta)
         return None if value is None else bytes(value)
 
     def meta_put(self, key: bytes, value: bytes) -> None:
-        with self.env.begin(write=True, db=self._meta) as txn:
-            txn.put(key, value)
+        with self._write() as txn:
+            txn.put(key, value, db=self._meta)
 
     def meta_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         with self.env.begin(db=self._meta) as txn:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 
 class _SortedKeys:
@@ -120,6 +121,9 @@ class MemoryBackend:
 
     def meta_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         return iter([(k, self._meta.data[k]) for k in self._meta.range(prefix, prefix + b"\xff")])
+
+    def batch(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def sync(self) -> None:
         self._undo.clear()
