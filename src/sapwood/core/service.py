@@ -289,10 +289,17 @@ class KVService:
         if req_id is not None:
             self._forget_if_done(req_id)
         if self._finished:
-            # Timeouts of finished requests need not stay armed (a timer per request adds up).
-            out += [CancelTimer(timer_key(done)) for done in self._finished]
-            self._finished.clear()
+            out = self._disarm_finished(out)
         return out
+
+    def _disarm_finished(self, out: list[Effect]) -> list[Effect]:
+        """Timeouts of finished requests need not stay armed (a timer per request adds up);
+        one armed and finished in the same step is never armed at all."""
+        finished = {timer_key(done) for done in self._finished}
+        self._finished.clear()
+        armed_here = {e.key for e in out if isinstance(e, SetTimer) and e.key in finished}
+        out = [e for e in out if not (isinstance(e, SetTimer) and e.key in armed_here)]
+        return out + [CancelTimer(key) for key in finished - armed_here]
 
     def _deliver(self, msg: Any, now_ms: int) -> list[Effect]:
         if isinstance(msg, _REPLIES):
