@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from support.kvnet import Net
 
 from sapwood.core.crdt import parse_op
 from sapwood.core.datatypes import join_state
 from sapwood.core.errors import BadRequest, Conflict, PreconditionFailed
 from sapwood.core.requests import GetRequest, PutRequest, UpdateRequest
 from sapwood.core.ring import BKey
+from support.kvnet import Net
 
 NODES = ["a@h", "b@h", "c@h"]
 

@@ -42,8 +42,9 @@ def main() -> None:
               help="Data directory (default ./data/<name>).")
 @click.option("--ring-size", default=64, show_default=True, help="Partitions (power of two); "
               "only used when the data directory is new.")
-@click.option("--sync", type=click.Choice(["group", "none"]), default="group", show_default=True,
-              help="group: fsync (batched) before durable acks; none: survive process crashes only.")
+@click.option("--sync", type=click.Choice(["commit", "fsync"]), default="commit", show_default=True,
+              help="commit: acknowledged writes survive the process being killed; fsync: they also "
+                   "survive power loss (batched fsync before durable acks).")
 @click.option("--cluster", "cluster_listen", default="127.0.0.1:8099", show_default=True,
               help="Inter-node listener (HOST:PORT).")
 @click.option("--cluster-name", default="sapwood", show_default=True,
