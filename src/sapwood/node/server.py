@@ -10,13 +10,14 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from sapwood.core.errors import BadRequest, Unavailable
 from sapwood.http.app import make_app, runner_options
 from sapwood.node.node import Node, NodeConfig
-from sapwood.node.transport import attach_transport
+from sapwood.node.transport import HandshakeRefused, Transport, TransportError, attach_transport
 
 log = logging.getLogger("sapwood.server")
 
@@ -72,6 +73,20 @@ async def _drain_commits(node: Node) -> None:
         waited += _DRAIN_POLL_S
 
 
+def _join_probe(transport: Transport) -> Callable[[str], Awaitable[str]]:
+    """The transport's probe, with its failures as the errors a join request answers with."""
+
+    async def probe(address: str) -> str:
+        try:
+            return await transport.probe(address)
+        except HandshakeRefused as exc:
+            raise BadRequest(f"{address} refused to join: {exc}") from None
+        except TransportError as exc:
+            raise Unavailable(f"cannot reach {address}: {exc}") from None
+
+    return probe
+
+
 async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
     """Run a node until `stop` is set (or a signal arrives)."""
     stop = stop or asyncio.Event()
@@ -89,7 +104,7 @@ async def serve(config: NodeConfig, stop: asyncio.Event | None = None) -> None:
         except OSError as exc:
             log.error("cannot listen for other nodes on %s: %s", config.cluster_addr, exc)
             raise SystemExit(1) from None
-        node.probe_remote = transport.probe
+        node.probe_remote = _join_probe(transport)
         node.start()
         await runner.setup()
         site = web.TCPSite(runner, config.http_host, config.http_port)

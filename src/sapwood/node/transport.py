@@ -172,6 +172,8 @@ class _Peer:
     def enqueue(self, frame: bytes) -> None:
         self.queue.append(frame)
         self.queued_bytes += len(frame)
+        if self.state is PeerState.IDLE:
+            self.state = PeerState.CONNECTING  # its dialer wakes up on the signal
         self.signal.set()
 
     def take_batch(self) -> tuple[bytes, int]:
@@ -251,7 +253,11 @@ class Transport:
     # --- sending ------------------------------------------------------------------------------
 
     def send(self, to: str, msg: Any) -> None:
-        """Queue `msg` for node `to`; never blocks. A full queue drops the message (and says so)."""
+        """Queue `msg` for node `to`; never blocks. A full queue drops the message (and says so).
+
+        Call it from the event loop's thread. The message is encoded here, so the queue limits
+        count real bytes and an unencodable message is reported at once.
+        """
         if self._closed:
             return
         if to == self.node_name:
@@ -262,7 +268,10 @@ class Transport:
             frame = frame_message(msg)
         except CodecError as exc:
             peer.dropped += 1
-            log.error("cannot send %s to %s: %s", type(msg).__name__, to, exc)
+            skipped = self._throttle.allow(("unsendable", type(msg)))
+            if skipped is not None:
+                log.error("cannot send %s to %s: %s%s", type(msg).__name__, to, exc,
+                          _suffix(skipped))
             return
         if not peer.admits(len(frame)):
             peer.dropped += 1

@@ -1,0 +1,1 @@
+"""Bytes <-> messages: msgpack encodings, length-prefixed frames and the inter-node handshake."""

@@ -1,0 +1,411 @@
+"""The wire codec: every message round-trips exactly; frames split and refuse oversize; handshake."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sapwood.core import cluster, failure, handoff, messages, requests
+from sapwood.core import membership as ms
+from sapwood.core.causal import Dot
+from sapwood.core.crdt import ops
+from sapwood.core.index import IndexQuery
+from sapwood.core.kvobject import KVObject, Metadata, Sibling
+from sapwood.core.ring import BKey
+from sapwood.wire import codec
+from sapwood.wire.codec import (
+    DecodeError,
+    EncodeError,
+    FrameDecoder,
+    FrameTooLarge,
+    Hello,
+    Refusal,
+    Role,
+    decode_message,
+    encode_message,
+)
+
+# --- strategies -------------------------------------------------------------------------------
+
+text = st.text(max_size=12)
+names = st.text(min_size=1, max_size=12)
+ints = st.integers(min_value=0, max_value=2**40)
+maybe_text = st.none() | text
+bkeys = st.builds(BKey, text, text, text)
+dots = st.builds(Dot, st.binary(min_size=1, max_size=8), ints)
+clocks = st.dictionaries(st.binary(min_size=1, max_size=8), ints, max_size=4)
+terms = st.one_of(text, st.integers(min_value=-(2**63), max_value=2**63 - 1))
+metadata = st.builds(
+    Metadata,
+    content_type=text,
+    charset=maybe_text,
+    encoding=maybe_text,
+    usermeta=st.lists(st.tuples(text, text), max_size=3).map(tuple),
+    indexes=st.lists(st.tuples(text, terms), max_size=3).map(tuple),
+    links=st.lists(st.tuples(text, text, text), max_size=2).map(tuple),
+    last_modified_ms=ints,
+    vtag=text,
+    deleted=st.booleans(),
+)
+objects = st.builds(
+    KVObject,
+    st.lists(st.builds(Sibling, st.binary(max_size=64), metadata, dots), max_size=3).map(tuple),
+    clocks,
+)
+maybe_objects = st.none() | objects
+wire_ints = st.integers(min_value=-(2**63), max_value=2**64 - 1)
+scalars = st.one_of(
+    st.none(), st.booleans(), wire_ints,
+    st.floats(allow_nan=False), text, st.binary(max_size=16),
+)
+# What Any-typed fields may carry: plain values, lists vs tuples, maps, frozensets, nested keys.
+any_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(st.one_of(text, st.binary(max_size=4), wire_ints), inner, max_size=3),
+        st.frozensets(wire_ints, max_size=4),
+        bkeys,
+    ),
+    max_leaves=12,
+)
+quorums = st.one_of(st.none(), st.integers(min_value=0, max_value=16),
+                    st.sampled_from(["one", "quorum", "all", "default"]))
+index_queries = st.builds(
+    IndexQuery, text, text, text, terms, terms, st.booleans(), st.none() | ints,
+    st.none() | st.tuples(terms, text), maybe_text,
+)
+queries = st.one_of(st.builds(requests.ListKeys, text, text),
+                    st.builds(requests.ListBuckets, text), index_queries)
+fold_items = st.lists(st.one_of(text, st.tuples(terms, text)), max_size=6)
+elements = st.lists(st.binary(max_size=8), max_size=3).map(tuple)
+field_keys = st.builds(ops.FieldKey, text, st.sampled_from(ops.MAP_FIELD_TYPES))
+counter_ops = st.builds(ops.CounterOp, st.integers(min_value=-(2**63), max_value=2**63 - 1))
+leaf_ops = st.one_of(
+    counter_ops,
+    st.builds(ops.SetOp, elements, elements), st.builds(ops.HllOp, elements),
+    st.builds(ops.RegisterOp, st.binary(max_size=16)), st.builds(ops.FlagOp, st.booleans()),
+)
+crdt_ops = st.recursive(leaf_ops, lambda inner: st.builds(
+    ops.MapOp, st.lists(field_keys, max_size=2).map(tuple),
+    st.lists(st.tuples(field_keys, inner), max_size=2).map(tuple)), max_leaves=5)
+
+STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
+    KVObject: objects,
+    Metadata: metadata,
+    Dot: dots,
+    BKey: bkeys,
+    messages.Fetch: st.builds(messages.Fetch, ints, names, ints, bkeys),
+    messages.FetchReply: st.builds(messages.FetchReply, ints, ints, names, maybe_objects,
+                                   maybe_text),
+    messages.CoordinatePut: st.builds(messages.CoordinatePut, ints, names, ints, bkeys,
+                                      st.binary(max_size=64), metadata, clocks, st.booleans(),
+                                      st.booleans()),
+    messages.CoordinateUpdate: st.builds(messages.CoordinateUpdate, ints, names, ints, bkeys,
+                                         text, crdt_ops, st.none() | st.binary(max_size=16),
+                                         st.integers(4, 16), st.booleans()),
+    messages.CoordinatePutReply: st.builds(messages.CoordinatePutReply, ints, ints, names,
+                                           maybe_objects, maybe_text, ints),
+    messages.Replicate: st.builds(messages.Replicate, ints, text, ints, bkeys, objects,
+                                  st.booleans()),
+    messages.StoreAck: st.builds(messages.StoreAck, ints, ints, names, st.booleans(), maybe_text),
+    messages.Reap: st.builds(messages.Reap, ints, bkeys, clocks, ints),
+    messages.Fold: st.builds(messages.Fold, ints, names, ints, queries,
+                             st.frozensets(ints, max_size=8)),
+    messages.FoldReply: st.builds(messages.FoldReply, ints, ints, names, fold_items, maybe_text),
+    cluster.Gossip: st.builds(cluster.Gossip, names, st.lists(any_values, max_size=4),
+                              st.lists(st.tuples(st.binary(max_size=8), st.binary(max_size=8),
+                                                 ints, names), max_size=3)),
+    cluster.AdminForward: st.builds(cluster.AdminForward, ints, names, text,
+                                    st.lists(any_values, max_size=3)),
+    cluster.AdminReply: st.builds(cluster.AdminReply, ints, st.booleans(), any_values),
+    cluster.AdminRequest: st.builds(cluster.AdminRequest, text,
+                                    st.lists(any_values, max_size=3).map(tuple)),
+    failure.Ping: st.builds(failure.Ping, names),
+    handoff.HandoffBatch: st.builds(handoff.HandoffBatch, ints, names, ints, ints,
+                                    st.lists(st.tuples(st.binary(max_size=16),
+                                                       st.binary(max_size=64)), max_size=4),
+                                    st.booleans()),
+    handoff.HandoffAck: st.builds(handoff.HandoffAck, ints, ints, ints, names, maybe_text),
+    handoff.TransferComplete: st.builds(handoff.TransferComplete, ints, names, names),
+    requests.ListKeys: st.builds(requests.ListKeys, text, text),
+    requests.ListBuckets: st.builds(requests.ListBuckets, text),
+    IndexQuery: index_queries,
+    requests.CoverageRequest: st.builds(requests.CoverageRequest, queries, st.none() | ints,
+                                        st.booleans()),
+    requests.CoverageChunk: st.builds(requests.CoverageChunk, fold_items),
+    requests.CoverageResult: st.builds(requests.CoverageResult, fold_items,
+                                       st.floats(0, 1), maybe_text,
+                                       st.lists(st.tuples(terms, text), max_size=3)),
+    requests.GetRequest: st.builds(requests.GetRequest, bkeys, quorums, quorums,
+                                   st.none() | st.booleans(), st.none() | st.booleans(),
+                                   st.none() | ints),
+    requests.GetResult: st.builds(requests.GetResult, bkeys, maybe_objects),
+    requests.PutRequest: st.builds(requests.PutRequest, bkeys, st.binary(max_size=32), metadata,
+                                   clocks, quorums, quorums, quorums, st.none() | ints,
+                                   st.booleans()),
+    requests.UpdateRequest: st.builds(requests.UpdateRequest, bkeys, text, crdt_ops,
+                                      st.none() | st.binary(max_size=16), quorums, quorums,
+                                      quorums, st.none() | ints, st.booleans(), st.booleans()),
+    ops.FieldKey: field_keys,
+    ops.CounterOp: counter_ops,
+    ops.SetOp: st.builds(ops.SetOp, elements, elements),
+    ops.HllOp: st.builds(ops.HllOp, elements),
+    ops.RegisterOp: st.builds(ops.RegisterOp, st.binary(max_size=16)),
+    ops.FlagOp: st.builds(ops.FlagOp, st.booleans()),
+    ops.MapOp: crdt_ops.filter(lambda op: isinstance(op, ops.MapOp)),
+    requests.PutResult: st.builds(requests.PutResult, bkeys, maybe_objects),
+    requests.DeleteRequest: st.builds(requests.DeleteRequest, bkeys, st.none() | clocks, quorums,
+                                      quorums, quorums, quorums, quorums, quorums,
+                                      st.none() | ints),
+    requests.DeleteResult: st.builds(requests.DeleteResult, bkeys),
+}
+
+
+def assert_identical(sent: Any, got: Any) -> None:
+    """Equal, and built from the very same classes all the way down (a tuple is not a list)."""
+    assert type(got) is type(sent), f"{got!r} is a {type(got)}, was a {type(sent)}"
+    if dataclasses.is_dataclass(sent):
+        for f in dataclasses.fields(sent):
+            assert_identical(getattr(sent, f.name), getattr(got, f.name))
+    elif isinstance(sent, list | tuple):
+        assert len(got) == len(sent)
+        for a, b in zip(sent, got, strict=True):
+            assert_identical(a, b)
+    elif isinstance(sent, dict):
+        assert got.keys() == sent.keys()
+        for key, value in sent.items():
+            assert_identical(value, got[key])
+    else:
+        assert got == sent
+
+
+# --- coverage of the vocabulary ---------------------------------------------------------------
+
+
+def _dataclasses_of(module: Any) -> set[type]:
+    return {obj for obj in vars(module).values()
+            if isinstance(obj, type) and dataclasses.is_dataclass(obj)
+            and obj.__module__ == module.__name__}
+
+
+EXCHANGED = {
+    *_dataclasses_of(messages),
+    cluster.Gossip, cluster.AdminForward, cluster.AdminReply,
+    handoff.HandoffBatch, handoff.HandoffAck, handoff.TransferComplete,
+    failure.Ping,
+    requests.ListKeys, requests.ListBuckets, IndexQuery, requests.CoverageChunk,
+    KVObject, Metadata, Dot, BKey,
+    *_dataclasses_of(ops), ops.FieldKey,  # the operations inside CoordinateUpdate
+}
+
+
+def test_every_exchanged_class_is_registered_and_has_a_strategy() -> None:
+    registered = codec.registered_classes()
+    missing = {cls.__qualname__ for cls in EXCHANGED - set(registered)}
+    assert not missing, f"add these to the table in sapwood/wire/codec.py: {sorted(missing)}"
+
+    assert len(set(registered.values())) == len(registered)
+    core = {cls for cls in registered if cls.__module__.startswith("sapwood.core")}
+    assert core <= set(STRATEGIES)
+
+
+# --- round trips ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", sorted(STRATEGIES, key=lambda c: c.__qualname__),
+                         ids=lambda c: c.__qualname__)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_message_round_trips_exactly(cls: type, data: st.DataObject) -> None:
+    msg = data.draw(STRATEGIES[cls])
+    decoded = decode_message(encode_message(msg))
+    assert decoded == msg
+    assert_identical(msg, decoded)
+
+
+def test_nested_values_keep_their_classes() -> None:
+    query = IndexQuery("t", "b", "age_int", 1, 9, continuation=(5, "k"))
+    fold = decode_message(encode_message(messages.Fold(1, "a@h", 3, query, frozenset({1, 2}))))
+    assert type(fold.query) is IndexQuery
+    assert type(fold.query.continuation) is tuple
+    assert type(fold.first_partitions) is frozenset
+    fetch = decode_message(encode_message(messages.Fetch(1, "a@h", 0, BKey("t", "b", "k"))))
+    assert type(fetch.bkey) is BKey
+    reply = decode_message(encode_message(messages.FoldReply(1, 0, "a@h", [(1, "k"), (2, "j")])))
+    assert set(reply.items) == {(1, "k"), (2, "j")}  # tuples, so hashable as the merge needs
+
+
+def test_gossip_of_a_real_cluster_state_round_trips() -> None:
+    me = ms.Member("a@h", ms.Status.VALID, "127.0.0.1:8099", "http://127.0.0.1:8098")
+    state = ms.ClusterState.standalone("sapwood", me, 8)
+    gossip = cluster.Gossip("a@h", ms.state_to_wire(state), [(b"type/x", b"{}", 5, "a@h")])
+    decoded = decode_message(encode_message(gossip))
+    assert ms.state_from_wire(decoded.state) == state
+    assert_identical(gossip, decoded)
+
+
+def test_a_large_object_round_trips() -> None:
+    value = bytes(range(256)) * 40_000  # 10 MB
+    obj = KVObject((Sibling(value, Metadata(), Dot(b"v1", 1)),), {b"v1": 1})
+    decoded = decode_message(encode_message(messages.Replicate(1, "a@h", 0, BKey("", "b", "k"),
+                                                               obj, True)))
+    assert decoded.obj.siblings[0].value == value
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Unregistered:
+    x: int
+
+
+def test_unregistered_messages_and_values_cannot_be_encoded() -> None:
+    with pytest.raises(EncodeError, match="Unregistered is not a registered message"):
+        encode_message(Unregistered(1))
+    with pytest.raises(EncodeError, match="register it"):
+        encode_message(cluster.AdminReply(1, True, Unregistered(1)))
+    with pytest.raises(EncodeError, match="not a registered message"):
+        encode_message([1, 2])
+    with pytest.raises(EncodeError, match="outside msgpack's range"):
+        encode_message(cluster.AdminReply(1, True, 2**64))
+
+
+def test_unknown_codes_and_garbage_are_clear_decode_errors() -> None:
+    unknown = msgpack.packb(msgpack.ExtType(codec.EXT_OBJECT, msgpack.packb([4242, []])))
+    with pytest.raises(DecodeError, match="unknown wire code 4242"):
+        decode_message(unknown)
+    with pytest.raises(DecodeError, match="unknown msgpack extension type 99"):
+        decode_message(msgpack.packb(msgpack.ExtType(99, b"")))
+    with pytest.raises(DecodeError, match="not a message"):
+        decode_message(msgpack.packb([1, 2, 3]))
+    with pytest.raises(DecodeError):
+        decode_message(b"\xc1\xff\x00")
+    wrong_arity = msgpack.packb(msgpack.ExtType(codec.EXT_OBJECT, msgpack.packb([34, [1, 2, 3]])))
+    with pytest.raises(DecodeError, match="malformed Ping"):
+        decode_message(wrong_arity)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_arbitrary_bytes_decode_to_a_message_or_a_decode_error(data: bytes) -> None:
+    try:
+        msg = decode_message(data)
+    except DecodeError:
+        return
+    assert type(msg) in codec.registered_classes()
+
+
+# --- registration -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LaterMessage:
+    term: int
+    entries: tuple[bytes, ...]
+
+
+class Opaque:
+    def __init__(self, payload: str) -> None:
+        self.payload = payload
+
+
+def test_registering_a_new_message_is_one_line() -> None:
+    codec.register(LaterMessage, 60_001)
+    codec.register(LaterMessage, 60_001)  # idempotent, e.g. on re-import
+    msg = LaterMessage(3, (b"a", b"b"))
+    assert_identical(msg, decode_message(encode_message(msg)))
+
+
+def test_custom_encodings_and_conflicting_registrations() -> None:
+    codec.register(Opaque, 60_002, to_wire=lambda o: o.payload, from_wire=Opaque)
+    back = decode_message(encode_message(cluster.AdminReply(1, True, Opaque("x"))))
+    assert isinstance(back.result, Opaque) and back.result.payload == "x"
+    with pytest.raises(ValueError, match="already"):
+        codec.register(Unregistered, 60_001)
+    with pytest.raises(ValueError, match="already registered"):
+        codec.register(LaterMessage, 60_003)
+    with pytest.raises(ValueError, match="outside"):
+        codec.register(Unregistered, 0)
+    with pytest.raises(ValueError, match="neither a dataclass nor a NamedTuple"):
+        codec.register(dict, 60_004)
+
+
+# --- frames -----------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(payloads=st.lists(st.binary(max_size=300), max_size=8),
+       cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=10))
+def test_frames_survive_any_chunking(payloads: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(codec.encode_frame(p) for p in payloads)
+    points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    decoder = FrameDecoder()
+    out: list[bytes] = []
+    for start, end in itertools.pairwise(points):
+        out += decoder.feed(stream[start:end])
+    assert out == payloads
+    assert decoder.pending_bytes == 0
+
+
+def test_an_oversized_frame_is_refused_by_its_header() -> None:
+    decoder = FrameDecoder(max_bytes=100)
+    assert decoder.feed(codec.encode_frame(b"x" * 100)) == [b"x" * 100]
+    with pytest.raises(FrameTooLarge, match="frame of 101 bytes; the limit is 100"):
+        decoder.feed(struct.pack(">I", 101))  # refused before any of its body arrives
+    with pytest.raises(FrameTooLarge):
+        codec.encode_frame(b"x" * 101, max_bytes=100)
+    assert codec.MAX_FRAME_BYTES > 50 * 1024 * 1024
+
+
+def test_a_message_over_the_frame_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(codec, "MAX_FRAME_BYTES", 1000)
+    msg = handoff.HandoffBatch(1, "a@h", 0, 1, [(b"k", b"v" * 2000)], True)
+    with pytest.raises(FrameTooLarge, match="HandoffBatch encodes to"):
+        codec.frame_message(msg)
+    assert len(codec.frame_message(failure.Ping("a@h"))) < 1000
+
+
+# --- handshake pieces -------------------------------------------------------------------------
+
+
+def _hello(node: str = "a@h", cluster_name: str = "sapwood", version: int = 1) -> Hello:
+    return Hello(version, cluster_name, node, b"n" * 16)
+
+
+def test_hellos_round_trip_and_are_checked() -> None:
+    hello = _hello()
+    assert codec.decode_hello(codec.encode_hello(hello)) == hello
+    assert codec.check_hello(hello, _hello("b@h")) is None
+    assert codec.check_hello(hello, _hello("b@h", version=2))[0] is Refusal.VERSION
+    refusal, detail = codec.check_hello(hello, _hello("b@h", cluster_name="other"))
+    assert refusal is Refusal.CLUSTER_NAME and "'other'" in detail and "'sapwood'" in detail
+    assert codec.check_hello(hello, _hello("a@h"))[0] is Refusal.SAME_NAME
+    with pytest.raises(DecodeError, match="not a sapwood hello"):
+        codec.decode_hello(msgpack.packb({"GET": 1}))
+
+
+def test_proofs_depend_on_secret_role_and_both_hellos() -> None:
+    client, server = _hello("a@h"), _hello("b@h")
+    proof = codec.handshake_proof(b"s" * 32, Role.CLIENT, client, server)
+    assert codec.proof_matches(proof, codec.handshake_proof(b"s" * 32, Role.CLIENT, client, server))
+    assert proof != codec.handshake_proof(b"t" * 32, Role.CLIENT, client, server)
+    assert proof != codec.handshake_proof(b"s" * 32, Role.SERVER, client, server)
+    assert proof != codec.handshake_proof(b"s" * 32, Role.CLIENT, client, _hello("c@h"))
+    assert codec.decode_proof(codec.encode_proof(proof)) == proof
+
+
+def test_verdicts_round_trip() -> None:
+    assert codec.decode_verdict(codec.encode_verdict(None)) == (None, "")
+    refused = codec.encode_verdict(Refusal.SECRET, "a@h does not share the secret")
+    assert codec.decode_verdict(refused) == (Refusal.SECRET, "a@h does not share the secret")
