@@ -263,7 +263,8 @@ class PutCoordinator:
             for e in self.preflist if e.partition != self.coordinating.partition
         ]
         primary = self._primary[msg.partition]
-        return effects + self._decide(self.quorum.ack(msg.partition, durable=False, primary=primary))
+        verdict = self.quorum.ack(msg.partition, durable=msg.durable, primary=primary)
+        return effects + self._decide(verdict)
 
     def _decide(self, verdict: Verdict) -> list[Effect]:
         if verdict is Verdict.PENDING:

@@ -68,6 +68,7 @@ class CoordinatePutReply:
     obj: KVObject | None
     error: str | None = None
     status: int = 0
+    durable: bool = False  # the write is already as durable as the node makes writes
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,7 @@ class KVService:
         self.state_cache = StateCache()
         self.coordinators: dict[int, Coordinator] = {}
         self._finished: list[int] = []
+        self.commit_is_durable = False
         self.stats = ServiceStats()
         # Called with each changed metadata record, so a cluster can spread it.
         self.on_metadata_change: Callable[[tuple[bytes, bytes]], None] | None = None
@@ -118,7 +119,14 @@ class KVService:
             vnode = self.vnodes[partition] = Vnode(
                 self.node, partition, self.backend, self.incarnation, self.ring.size,
                 self.decode_cache, self.state_cache)
+            vnode.commit_is_durable = self.commit_is_durable
         return vnode
+
+    def set_commit_durable(self, value: bool) -> None:
+        """Tell vnodes whether a committed write is already durable (no separate flush)."""
+        self.commit_is_durable = value
+        for vnode in self.vnodes.values():
+            vnode.commit_is_durable = value
 
     def preflist(self, bkey: BKey, n_val: int) -> list[PreflistEntry]:
         members = self.ring.members

@@ -67,6 +67,9 @@ class Vnode:
         self.backend = backend
         self.actor = vnode_actor(node, partition, incarnation)
         self.stats = {"puts": 0, "gets": 0, "reaps": 0}
+        # True when a committed write is all the durability the node offers (sync=commit): one
+        # durable ack then replaces a stored ack plus a flushed one.
+        self.commit_is_durable = False
         self.last_write_ms = 0
 
     # --- storage ------------------------------------------------------------------------------
@@ -135,9 +138,15 @@ class Vnode:
                 msg.req_id, self.partition, self.node, None, exc.message, exc.status))]
         self._store(msg.bkey, current, new)
         self.stats["puts"] += 1
+        return self._coordinated(msg.req_id, msg.coordinator, new)
+
+    def _coordinated(self, req_id: int, coordinator: str, new: KVObject) -> list[Effect]:
+        if self.commit_is_durable:
+            return [Send(coordinator, CoordinatePutReply(
+                req_id, self.partition, self.node, new, durable=True))]
         return [
-            Send(msg.coordinator, CoordinatePutReply(msg.req_id, self.partition, self.node, new)),
-            Flush(msg.coordinator, StoreAck(msg.req_id, self.partition, self.node, durable=True)),
+            Send(coordinator, CoordinatePutReply(req_id, self.partition, self.node, new)),
+            Flush(coordinator, StoreAck(req_id, self.partition, self.node, durable=True)),
         ]
 
     def _coordinate_update(self, msg: CoordinateUpdate, now_ms: int) -> list[Effect]:
@@ -153,10 +162,7 @@ class Vnode:
                 msg.req_id, self.partition, self.node, None, exc.message, exc.status))]
         self._store(msg.bkey, current, new)
         self.stats["puts"] += 1
-        return [
-            Send(msg.coordinator, CoordinatePutReply(msg.req_id, self.partition, self.node, new)),
-            Flush(msg.coordinator, StoreAck(msg.req_id, self.partition, self.node, durable=True)),
-        ]
+        return self._coordinated(msg.req_id, msg.coordinator, new)
 
     def _replicate(self, msg: Replicate) -> list[Effect]:
         current = self.read(msg.bkey)
@@ -167,6 +173,8 @@ class Vnode:
             self.stats["puts"] += 1
         if not msg.coordinator:
             return []  # read repair: nobody waits for an answer
+        if self.commit_is_durable:
+            return [Send(msg.coordinator, StoreAck(msg.req_id, self.partition, self.node, True))]
         return [
             Send(msg.coordinator, StoreAck(msg.req_id, self.partition, self.node, durable=False)),
             Flush(msg.coordinator, StoreAck(msg.req_id, self.partition, self.node, durable=True)),

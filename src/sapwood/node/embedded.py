@@ -30,6 +30,7 @@ class EmbeddedDriver:
             raise ValueError(f"sync must be one of {SYNC_MODES}")
         self.service = service
         self.sync = sync
+        service.set_commit_durable(sync == "commit")
         self._ids = itertools.count(1)
         self._timers: list[tuple[int, int, Any]] = []
         self._timer_seq = itertools.count()

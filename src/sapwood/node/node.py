@@ -129,6 +129,7 @@ class Node:
         self.core: ClusterNode = open_cluster_node(
             config.data_dir, config.name, cluster_config, random.Random(config.seed))
         self.name = config.name
+        self.core.kv.set_commit_durable(config.sync == "commit")
         # Set by the server when the inter-node listener runs: send(node, msg) -> None, and
         # probe(address) -> the node name answering there (after a successful handshake).
         self.send_remote: Callable[[str, Any], None] | None = None
