@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,31 @@ import lmdb
 DEFAULT_MAP_SIZE = 64 * 1024**3
 MAX_DBS = 8
 LOCK_FILE = "sapwood.lock"
+
+
+class _Batch:
+    """The context of LmdbBackend.batch (a class: it runs on every event, twice)."""
+
+    __slots__ = ("backend", "outer")
+
+    def __init__(self, backend: LmdbBackend) -> None:
+        self.backend = backend
+        self.outer = False
+
+    def __enter__(self) -> None:
+        self.outer = not self.backend._batching
+        self.backend._batching = True
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self.outer:
+            return
+        backend = self.backend
+        txn, backend._txn, backend._batching = backend._txn, None, False
+        if txn is not None:
+            if exc_type is None:
+                txn.commit()
+            else:
+                txn.abort()
 
 
 def _pkey(partition: int, key: bytes) -> bytes:
@@ -56,31 +81,24 @@ class LmdbBackend:
             str(path), map_size=map_size, max_dbs=MAX_DBS, sync=False, metasync=False,
             readahead=False, writemap=False, max_readers=256,
         )
-        self._txn: Any = None  # the write transaction of an open batch
+        self._txn: Any = None  # the write transaction of an open batch, once it has written
+        self._batching = False
         self._objects = self.env.open_db(b"objects")
         self._index = self.env.open_db(b"index")
         self._meta = self.env.open_db(b"meta")
 
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """One write transaction for every write inside: one commit instead of one per write."""
-        if self._txn is not None:
-            yield
-            return
-        self._txn = self.env.begin(write=True)
-        try:
-            yield
-        except BaseException:
-            self._txn.abort()
-            raise
-        else:
-            self._txn.commit()
-        finally:
-            self._txn = None
+    def batch(self) -> AbstractContextManager[None]:
+        """One write transaction for every write inside: one commit instead of one per write.
+
+        The transaction opens at the first write, so a batch that only reads costs nothing.
+        """
+        return _Batch(self)
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
-        if self._txn is not None:
+        if self._batching:
+            if self._txn is None:
+                self._txn = self.env.begin(write=True)
             yield self._txn
         else:
             with self.env.begin(write=True) as txn:
