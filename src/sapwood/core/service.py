@@ -51,7 +51,7 @@ from sapwood.core.ring import BKey, PreflistEntry, Ring
 from sapwood.core.vnode import Vnode
 
 Coordinator = GetCoordinator | PutCoordinator | DeleteCoordinator | CoverageCoordinator
-_REPLIES = (FetchReply, CoordinatePutReply, StoreAck, FoldReply)
+_REPLIES = frozenset({FetchReply, CoordinatePutReply, StoreAck, FoldReply})
 
 
 @dataclass(slots=True)
@@ -310,7 +310,7 @@ class KVService:
         return out + [CancelTimer(key) for key in finished - armed_here]
 
     def _deliver(self, msg: Any, now_ms: int) -> list[Effect]:
-        if isinstance(msg, _REPLIES):
+        if type(msg) in _REPLIES:
             coordinator = self.coordinators.get(msg.req_id)
             if coordinator is None:
                 return []
