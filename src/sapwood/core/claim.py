@@ -9,7 +9,7 @@ partitions, m members and target n, `initial_claim` and `claim` guarantee:
   w = `spacing_target(R, m, n)` = min(n, R // ceil(R/m)), the widest window any balanced ring
   can keep distinct. So the full target n holds exactly when ceil(R/m) * n <= R, i.e. when
   m >= ceil(R / floor(R/n)): necessary, as a node owning ceil(R/m) partitions needs that many
-  gaps of at least n round the ring; sufficient, as `_balanced_layout` builds such a ring. For
+  gaps of at least n round the ring; sufficient, as `balanced_layout` builds such a ring. For
   n a power of two no larger than R (the default 4 on R = 8..1024) that is just m >= n. Else:
   n = 3 needs m >= 4 on any power-of-two ring; n = 5 on R = 8 needs m = 8. Short of n, w is the
   best possible: m < n members get w = m if m divides R, else less (3 members: w = 2).
@@ -37,8 +37,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
-from itertools import groupby, permutations
+from itertools import groupby
 
+from sapwood.core.claim_layout import balanced_layout, restripe
 from sapwood.core.errors import BadRequest
 
 MIN_RING_SIZE = 8
@@ -57,7 +58,6 @@ REPAIR_PATIENCE = 96
 REPAIR_REACH_WINDOWS = 4
 REPAIR_FULL_SCANS = 4
 # Re-striping labels its layout exactly (trying every permutation) up to this many members.
-EXACT_LABELLING_MAX_MEMBERS = 6
 
 Owners = tuple[str, ...]
 Move = tuple[int, str]
@@ -162,7 +162,7 @@ def initial_claim(
     names = _check_members(members, ring_size)
     if 1 < len(names) < target_n_val and ring_size % target_n_val == 0:
         return claim((names[0],) * ring_size, names, target_n_val)
-    return tuple(names[colour] for colour in _balanced_layout(ring_size, len(names)))
+    return tuple(names[colour] for colour in balanced_layout(ring_size, len(names)))
 
 
 def claim(
@@ -176,7 +176,7 @@ def claim(
     w = spacing_target(size, len(names), target_n_val)
     if w == len(names) > 1:
         # Every gap must be exactly w: the only valid rings are relabelled stripes.
-        return tuple(_restripe(owners, names))
+        return tuple(restripe(owners, names))
     member_set = set(names)
     # n members on a ring n divides can only form n-stripes, so rings that grow or shrink
     # through n members move less if takers keep to few classes mod n all along.
@@ -189,7 +189,7 @@ def claim(
         incremental = ring.owned()
         if _moved(owners, incremental) == minimum_transfers(owners, names):
             return tuple(incremental)
-    fresh = _Crowding(_restripe(owners, names), names, w)
+    fresh = _Crowding(restripe(owners, names), names, w)
     _reduce_transfers(fresh, owners)
     restriped = fresh.owned()
     if incremental is None or _moved(owners, restriped) < _moved(owners, incremental):
@@ -288,88 +288,6 @@ class _Crowding:
 
 
 # --- a fresh ring -------------------------------------------------------------------------
-
-
-def _balanced_layout(ring_size: int, member_count: int) -> list[int]:
-    """Colours 0..m-1 for every partition: balanced and spaced as widely as any ring can be.
-
-    Colours below R % m ("full", one partition more each) form a stripe X repeated
-    ceil(R/m) times; the others a stripe Y repeated floor(R/m) times. X and Y are interleaved
-    evenly (Bresenham), so any w consecutive partitions hold at most ceil(w*|X|/R) <= full
-    X-colours and at most ceil(w*|Y|/R) <= m - full Y-colours whenever ceil(R/m) * w <= R:
-    each part is a run of its own stripe, no longer than the stripe's period, hence distinct.
-    """
-    share, full = divmod(ring_size, member_count)
-    x_len = (share + 1) * full
-    layout = []
-    x_seen = y_seen = 0
-    for p in range(ring_size):
-        if (p + 1) * x_len // ring_size > p * x_len // ring_size:
-            layout.append(x_seen % full)
-            x_seen += 1
-        else:
-            layout.append(full + y_seen % (member_count - full))
-            y_seen += 1
-    return layout
-
-
-def _restripe(old: Sequence[str], names: list[str]) -> list[str]:
-    """A fresh valid ring, rotated, reflected and relabelled to keep as many old owners as it can."""
-    size, count = len(old), len(names)
-    layout = _balanced_layout(size, count)
-    index = {name: i for i, name in enumerate(names)}
-    kept_owner = [(p, index[o]) for p, o in enumerate(old) if o in index]
-    period = next(d for d in range(1, size + 1) if layout[d:] + layout[:d] == layout)
-    best: tuple[int, list[int], list[int]] | None = None
-    for step in (1, -1):
-        for shift in range(period):
-            colours = [layout[(shift + step * p) % size] for p in range(size)]
-            kept, label = _greedy_labels(_overlap(colours, kept_owner, count))
-            if best is None or kept > best[0]:
-                best = (kept, colours, label)
-    assert best is not None
-    _, colours, label = best
-    if count <= EXACT_LABELLING_MAX_MEMBERS:
-        label = _exact_labels(_overlap(colours, kept_owner, count))
-    return [names[label[c]] for c in colours]
-
-
-def _overlap(colours: list[int], kept_owner: list[tuple[int, int]], count: int) -> list[list[int]]:
-    """overlap[colour][member]: partitions the colour would leave with their current owner."""
-    matrix = [[0] * count for _ in range(count)]
-    for p, owner in kept_owner:
-        matrix[colours[p]][owner] += 1
-    return matrix
-
-
-def _greedy_labels(overlap: list[list[int]]) -> tuple[int, list[int]]:
-    """Match colours to members, largest overlap first; returns (partitions kept, member of colour)."""
-    count = len(overlap)
-    pairs = sorted(
-        (-shared, c, m) for c, row in enumerate(overlap) for m, shared in enumerate(row) if shared
-    )
-    label, taken, kept = [-1] * count, [False] * count, 0
-    for minus_shared, colour, member in pairs:
-        if label[colour] < 0 and not taken[member]:
-            label[colour], taken[member] = member, True
-            kept -= minus_shared
-    spare = iter(i for i in range(count) if not taken[i])
-    return kept, [lab if lab >= 0 else next(spare) for lab in label]
-
-
-def _exact_labels(overlap: list[list[int]]) -> list[int]:
-    """The member for each colour that keeps the most partitions, trying every permutation."""
-    count = len(overlap)
-
-    def kept(label: tuple[int, ...]) -> int:
-        return sum(overlap[c][label[c]] for c in range(count))
-
-    labels: list[tuple[int, ...]] = list(permutations(range(count)))
-    best = max(labels, key=kept)
-    return list(best)
-
-
-# --- steps towards balance ----------------------------------------------------------------
 
 
 class _Shares:
