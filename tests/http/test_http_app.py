@@ -45,14 +45,6 @@ async def test_ping_and_stats(serve: Any) -> None:
         assert stats["sapwood_http_responses"]["4xx"] == 1
 
 
-async def test_counters_and_datatypes_are_not_implemented(serve: Any) -> None:
-    async with serve() as c:
-        for url in ("/buckets/b/counters/k", "/types/t/buckets/b/datatypes/k",
-                    "/types/t/buckets/b/datatypes"):
-            resp = await c.post(url, data=b"1")
-            assert resp.status == 501 and "not implemented" in await resp.text()
-
-
 async def test_unknown_routes_and_unexpected_errors(serve: Any) -> None:
     async def explode(request: web.Request) -> web.Response:
         raise RuntimeError("boom")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from sapwood.client.datatype_buckets import AsyncDatatypeBucket, DatatypeBucket
+from sapwood.client.datatypes import DatatypeFetched, DatatypeStored
 from sapwood.client.model import (
     AsyncObject,
     BucketTypeInfo,
@@ -67,6 +69,12 @@ class Transport(Protocol):
     def store(self, loc: Location, content: Sibling, context: str | None, params: Params,
               return_body: bool) -> Stored: ...
     def delete(self, loc: Location, context: str | None, params: Params) -> bool: ...
+    def fetch_datatype(self, loc: Location, params: Params) -> DatatypeFetched: ...
+    def update_datatype(self, loc: Location, type_name: str, op: Any, context: str | None,
+                        params: Params, return_body: bool) -> DatatypeStored: ...
+    def fetch_counter(self, loc: Location, params: Params) -> int | None: ...
+    def update_counter(self, loc: Location, delta: int, params: Params,
+                       return_value: bool) -> int | None: ...
     def index(self, spec: IndexSpec) -> IndexPage: ...
     def keys(self, bucket_type: str, bucket: str, timeout: int | None) -> list[str]: ...
     def buckets(self, bucket_type: str, timeout: int | None) -> list[str]: ...
@@ -90,6 +98,13 @@ class AsyncTransport(Protocol):
     async def store(self, loc: Location, content: Sibling, context: str | None, params: Params,
                     return_body: bool) -> Stored: ...
     async def delete(self, loc: Location, context: str | None, params: Params) -> bool: ...
+    async def fetch_datatype(self, loc: Location, params: Params) -> DatatypeFetched: ...
+    async def update_datatype(self, loc: Location, type_name: str, op: Any,
+                              context: str | None, params: Params,
+                              return_body: bool) -> DatatypeStored: ...
+    async def fetch_counter(self, loc: Location, params: Params) -> int | None: ...
+    async def update_counter(self, loc: Location, delta: int, params: Params,
+                             return_value: bool) -> int | None: ...
     async def index(self, spec: IndexSpec) -> IndexPage: ...
     async def keys(self, bucket_type: str, bucket: str, timeout: int | None) -> list[str]: ...
     async def buckets(self, bucket_type: str, timeout: int | None) -> list[str]: ...
@@ -144,6 +159,8 @@ class _Front:
     def __init__(self) -> None:
         self.resolver: Resolver | None = None
         self._resolvers: dict[tuple[str, str], Resolver] = {}
+        # Bucket type -> its datatype property, which never changes once the type exists.
+        self.datatypes: dict[str, str | None] = {}
 
 
 class _BucketBase:
@@ -187,8 +204,8 @@ class _BucketBase:
         return f"<{type(self).__name__} {self.name!r} type={self.type!r}>"
 
 
-class Bucket(_BucketBase):
-    """A bucket of a synchronous store or client."""
+class Bucket(_BucketBase, DatatypeBucket):
+    """A bucket of a synchronous store or client (data type methods: see DatatypeBucket)."""
 
     def __init__(self, front: SyncFront, name: str, bucket_type: str = DEFAULT_TYPE) -> None:
         super().__init__(front, name, bucket_type)
@@ -293,7 +310,7 @@ class Bucket(_BucketBase):
         self.transport.reset_bucket_props(self.type, self.name)
 
 
-class AsyncBucket(_BucketBase):
+class AsyncBucket(_BucketBase, AsyncDatatypeBucket):
     """A bucket of an `AsyncClient`: the `Bucket` surface as coroutines."""
 
     def __init__(self, front: AsyncFront, name: str, bucket_type: str = DEFAULT_TYPE) -> None:

@@ -146,11 +146,11 @@ class EmbeddedTransport:
     def __init__(self, path: str | Path, node: str, sync: str, ring_size: int | None) -> None:
         # Imported here so `import sapwood` stays fast for HTTP-only users.
         from sapwood.node.embedded import EmbeddedDriver
-        from sapwood.node.local import open_service
+        from sapwood.node.local import open_embedded_node
 
-        service = (open_service(path, node) if ring_size is None
-                   else open_service(path, node, ring_size))
-        self.driver: EmbeddedDriver | None = EmbeddedDriver(service, sync)
+        core = (open_embedded_node(path, node) if ring_size is None
+                else open_embedded_node(path, node, ring_size))
+        self.driver: EmbeddedDriver | None = EmbeddedDriver(core, sync)
         self._lock = threading.Lock()
 
     def _driver(self) -> Any:

@@ -6,6 +6,7 @@ are the ones `sapwood.open()` gives, so code moves between embedded and client/s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -13,11 +14,14 @@ import httpx
 
 from sapwood.client import wire
 from sapwood.client.buckets import AsyncFront, IndexSpec, Location, Params, Stored, SyncFront
+from sapwood.client.datatypes import DatatypeFetched, DatatypeStored
 from sapwood.client.model import BucketTypeInfo, ClosedError, Fetched, IndexPage, Sibling
-from sapwood.client.wire import Answer, Call, Op
-from sapwood.core.errors import Unavailable
+from sapwood.client.wire import Answer, Call, Op, error_for, expect
+from sapwood.core.errors import BadRequest, SapwoodError, Unavailable
 
 T = TypeVar("T")
+
+JSON_HEADERS = [("Content-Type", b"application/json")]
 
 DEFAULT_URL = "http://127.0.0.1:8098"
 DEFAULT_TIMEOUT_S = 60.0
@@ -36,6 +40,100 @@ def _request(http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Reques
 
 def _unreachable(url: str, exc: httpx.HTTPError) -> Unavailable:
     return Unavailable(f"cannot reach {url}: {exc}")
+
+
+# --- data types and legacy counters over Riak HTTP (Op builders, like those of `wire`) -----------
+
+
+def datatype_path(loc: Location) -> str:
+    base = f"/types/{wire._q(loc.bucket_type)}/buckets/{wire._q(loc.bucket)}/datatypes"
+    return base if loc.key is None else f"{base}/{wire._q(loc.key)}"
+
+
+def counter_path(loc: Location) -> str:
+    if loc.bucket_type != wire.DEFAULT_TYPE or loc.key is None:
+        raise BadRequest("legacy counters live in the default bucket type, at a key")
+    return f"/buckets/{wire._q(loc.bucket)}/counters/{wire._q(loc.key)}"
+
+
+def _datatype_answer(answer: Answer) -> DatatypeFetched:
+    body = answer.json()
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        raise SapwoodError(f"the server answered a data type without its type: {body!r:.200}")
+    if answer.status == 404:
+        return DatatypeFetched(body["type"], None, None)
+    context = body.get("context")
+    return DatatypeFetched(body["type"], body.get("value"),
+                           context if isinstance(context, str) and context else None)
+
+
+def _is_datatype_404(answer: Answer) -> bool:
+    """`{"type": T, "error": "notfound"}`; other 404s (an unknown bucket type) are errors."""
+    if answer.status != 404 or not answer.headers.get("Content-Type", "").startswith(
+            "application/json"):
+        return False
+    body = answer.json()
+    return isinstance(body, dict) and body.get("error") == "notfound"
+
+
+def fetch_datatype_op(loc: Location, params: Params) -> Op[DatatypeFetched]:
+    def read(answer: Answer) -> DatatypeFetched:
+        if answer.status != 200 and not _is_datatype_404(answer):
+            raise error_for(answer)
+        return _datatype_answer(answer)
+
+    return Op(Call("GET", datatype_path(loc), wire._query(params)), read)
+
+
+def update_datatype_op(loc: Location, op: Any, context: str | None, params: Params,
+                       return_body: bool) -> Op[DatatypeStored]:
+    query = wire._query(params)
+    if return_body:
+        query["returnbody"] = "true"
+    body = {**op, "context": context} if context and isinstance(op, dict) else op
+    call = Call("POST", datatype_path(loc), query, list(JSON_HEADERS), json.dumps(body).encode())
+
+    def read(answer: Answer) -> DatatypeStored:
+        expect(answer, 200, 201, 204)
+        key = loc.key if loc.key is not None else wire._key_from_location(answer)
+        if answer.status == 204 or not answer.body:
+            return DatatypeStored(key, None)
+        return DatatypeStored(key, _datatype_answer(answer))
+
+    return Op(call, read)
+
+
+def _counter_value(answer: Answer) -> int:
+    text = answer.body.decode("ascii", "replace").strip()
+    try:
+        return int(text)
+    except ValueError:
+        raise SapwoodError(f"the server answered a counter that is not an integer: {text[:40]!r}"
+                           ) from None
+
+
+def fetch_counter_op(loc: Location, params: Params) -> Op[int | None]:
+    def read(answer: Answer) -> int | None:
+        if answer.status == 404 and wire._is_object_404(answer):
+            return None
+        return _counter_value(expect(answer, 200))
+
+    return Op(Call("GET", counter_path(loc), wire._query(params)), read)
+
+
+def update_counter_op(loc: Location, delta: int, params: Params, return_value: bool
+                      ) -> Op[int | None]:
+    query = wire._query(params)
+    if return_value:
+        query["returnvalue"] = "true"
+    call = Call("POST", counter_path(loc), query, [("Content-Type", b"text/plain")],
+                str(delta).encode())
+
+    def read(answer: Answer) -> int | None:
+        expect(answer, 200, 204)
+        return _counter_value(answer) if answer.status == 200 and answer.body else None
+
+    return Op(call, read)
 
 
 class HttpTransport:
@@ -67,6 +165,20 @@ class HttpTransport:
 
     def index(self, spec: IndexSpec) -> IndexPage:
         return self.run(wire.index(spec))
+
+    def fetch_datatype(self, loc: Location, params: Params) -> DatatypeFetched:
+        return self.run(fetch_datatype_op(loc, params))
+
+    def update_datatype(self, loc: Location, type_name: str, op: Any, context: str | None,
+                        params: Params, return_body: bool) -> DatatypeStored:
+        return self.run(update_datatype_op(loc, op, context, params, return_body))
+
+    def fetch_counter(self, loc: Location, params: Params) -> int | None:
+        return self.run(fetch_counter_op(loc, params))
+
+    def update_counter(self, loc: Location, delta: int, params: Params,
+                       return_value: bool) -> int | None:
+        return self.run(update_counter_op(loc, delta, params, return_value))
 
     def keys(self, bucket_type: str, bucket: str, timeout: int | None) -> list[str]:
         return self.run(wire.keys(bucket_type, bucket, timeout))
@@ -142,6 +254,21 @@ class AsyncHttpTransport:
 
     async def index(self, spec: IndexSpec) -> IndexPage:
         return await self.run(wire.index(spec))
+
+    async def fetch_datatype(self, loc: Location, params: Params) -> DatatypeFetched:
+        return await self.run(fetch_datatype_op(loc, params))
+
+    async def update_datatype(self, loc: Location, type_name: str, op: Any,
+                              context: str | None, params: Params,
+                              return_body: bool) -> DatatypeStored:
+        return await self.run(update_datatype_op(loc, op, context, params, return_body))
+
+    async def fetch_counter(self, loc: Location, params: Params) -> int | None:
+        return await self.run(fetch_counter_op(loc, params))
+
+    async def update_counter(self, loc: Location, delta: int, params: Params,
+                             return_value: bool) -> int | None:
+        return await self.run(update_counter_op(loc, delta, params, return_value))
 
     async def keys(self, bucket_type: str, bucket: str, timeout: int | None) -> list[str]:
         return await self.run(wire.keys(bucket_type, bucket, timeout))

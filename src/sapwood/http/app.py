@@ -13,7 +13,7 @@ from aiohttp import web
 
 from sapwood.core.errors import SapwoodError
 from sapwood.core.limits import MAX_OBJECT_BYTES
-from sapwood.http import admin, buckets, cluster, index, objects
+from sapwood.http import admin, buckets, cluster, datatypes, ensembles, index, objects
 from sapwood.http.state import ADMIN_FROM_ANYWHERE, NODE, STATS, HttpStats
 from sapwood.http.stats import stats_body
 from sapwood.node.node import Node
@@ -97,19 +97,10 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(stats_body(request.app[NODE], request.app[STATS]))
 
 
-async def not_implemented(request: web.Request) -> web.Response:
-    return error_response(501, "counters and data types are not implemented yet in Sapwood")
-
-
 def _add_base_routes(app: web.Application) -> None:
     app.router.add_get("/", resources)
     app.router.add_get("/ping", ping)
     app.router.add_get("/stats", stats)
-    for prefix in ("", "/types/{type}"):
-        app.router.add_route("*", prefix + "/buckets/{bucket}/counters/{key}", not_implemented)
-    for path in ("/types/{type}/buckets/{bucket}/datatypes",
-                 "/types/{type}/buckets/{bucket}/datatypes/{key}"):
-        app.router.add_route("*", path, not_implemented)
 
 
 def make_app(node: Node, *, admin_from_anywhere: bool = False) -> web.Application:
@@ -125,6 +116,8 @@ def make_app(node: Node, *, admin_from_anywhere: bool = False) -> web.Applicatio
     objects.add_routes(app)
     buckets.add_routes(app)
     index.add_routes(app)
+    datatypes.add_routes(app)
     admin.add_routes(app)
     cluster.add_routes(app)
+    ensembles.add_routes(app)
     return app

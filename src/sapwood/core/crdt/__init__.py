@@ -11,7 +11,9 @@ Every type offers `new()`, `value()` (Riak's JSON value), `update(op, actor, now
   fetch saw; an empty or None context means "no context". Without one, removing an absent
   element or field raises PreconditionFailed. A malformed context is a BadRequest.
 - `encode()` is a type-tag byte, a format-version byte, then msgpack; `decode_datatype` dispatches
-  on the tag. Damaged bytes raise CorruptDatatype.
+  on the tag. Damaged bytes raise CorruptDatatype. Sets and maps encode in hash segments and keep
+  each segment's bytes, so encoding after an update costs O(segments touched), not O(size)
+  (segments.py; format version 2, and version 1 still decodes).
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from sapwood.core.crdt.ops import Op
 
 FORMAT_VERSION = 1
+# Observed-remove types encode large sets and maps in segments (segments.py) since version 2;
+# their decoders still read version 1.
+CAUSAL_FORMAT_VERSION = 2
+CAUSAL_FORMAT_VERSIONS = (1, 2)
 CONTEXT_VERSION = 1
 MAX_ACTOR_BYTES = 255
 MAX_CONTEXT_BYTES = 64 * 1024
@@ -177,10 +181,11 @@ def pack(tag: int, payload: Any) -> bytes:
     return bytes([tag, FORMAT_VERSION]) + msgpack.packb(payload, use_bin_type=True)
 
 
-def unpack(data: bytes, tag: int, type_name: str) -> Any:
+def unpack(data: bytes, tag: int, type_name: str, versions: tuple[int, ...] = (FORMAT_VERSION,)
+           ) -> Any:
     if len(data) < 2 or data[0] != tag:
         raise CorruptDatatype(f"bytes do not hold a {type_name}")
-    if data[1] != FORMAT_VERSION:
+    if data[1] not in versions:
         raise CorruptDatatype(f"unknown {type_name} format version {data[1]}")
     try:
         return msgpack.unpackb(data[2:], raw=False)
@@ -231,6 +236,15 @@ class DotStore(ABC):
 
     @abstractmethod
     def to_wire(self, index: dict[bytes, int]) -> Any: ...
+
+    def encode_parts(self, index: dict[bytes, int], actors: tuple[bytes, ...]) -> list[bytes]:
+        """`to_wire` as msgpack, in parts to be joined; large stores override this to reuse the
+        parts that did not change. `actors` is the actor list `index` numbers (cached parts are
+        valid for one list only)."""
+        return [_canonical(self.to_wire(index))]
+
+    def encode_wire(self, index: dict[bytes, int], actors: tuple[bytes, ...]) -> bytes:
+        return b"".join(self.encode_parts(index, actors))
 
     @classmethod
     @abstractmethod
@@ -322,18 +336,24 @@ class CausalCRDT(ABC):
         return type(self)(dict(self.clock), self.store.copy(), deferred)
 
     def encode(self) -> bytes:
-        actors = sorted(self.clock)
+        """[actors, their counters, the store, deferred removes] as msgpack, after the tag and
+        version bytes. The store's bytes come from `encode_parts`, so a large set or map
+        re-encodes only the segments changed since the last encode (segments.py)."""
+        actors = tuple(sorted(self.clock))
         index = {actor: i for i, actor in enumerate(actors)}
         deferred = [
             [[x for pair in key for x in pair], sorted(map(path_to_wire, paths), key=_canonical)]
             for key, paths in sorted(self.deferred.items())
         ]
-        payload = [actors, [self.clock[a] for a in actors], self.store.to_wire(index), deferred]
-        return pack(self.TAG, payload)
+        return b"".join((
+            bytes([self.TAG, CAUSAL_FORMAT_VERSION, 0x94]),  # 0x94: a msgpack array of 4
+            _canonical(list(actors)), _canonical([self.clock[a] for a in actors]),
+            *self.store.encode_parts(index, actors), _canonical(deferred),
+        ))
 
     @classmethod
     def decode(cls, data: bytes) -> Self:
-        payload = unpack(data, cls.TAG, cls.type_name)
+        payload = unpack(data, cls.TAG, cls.type_name, CAUSAL_FORMAT_VERSIONS)
         try:
             actors, counters, store_wire, deferred_wire = payload
             if not all(isinstance(a, bytes) for a in actors):

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Self
 
+import msgpack
+
 from sapwood.core.crdt.counter import CounterStore
 from sapwood.core.crdt.dots import (
     CausalCRDT,
@@ -32,6 +34,15 @@ from sapwood.core.crdt.dots import (
 from sapwood.core.crdt.flag import FlagStore
 from sapwood.core.crdt.ops import FieldKey, MapOp
 from sapwood.core.crdt.register import RegisterStore
+from sapwood.core.crdt.segments import (
+    MAP_SEGMENT_TARGET,
+    Segments,
+    array_header,
+    is_segmented,
+    segment_count,
+    split_segments,
+    touch,
+)
 from sapwood.core.crdt.set import SetStore, check_room, missing_preview
 from sapwood.core.errors import PreconditionFailed
 
@@ -66,11 +77,19 @@ class MapField:
         return MapField(dict(self.touch), self.store.copy())
 
 
+def _field_hash(key: FieldKey) -> bytes:
+    return f"{key.name}_{key.type}".encode("utf-8", "surrogatepass")
+
+
 class MapStore(DotStore):
-    __slots__ = ("fields",)
+    """Field -> MapField. `fields` changes only through this class's methods, which keep the
+    segmented encoding's cache (see segments.py) told of every change."""
+
+    __slots__ = ("_segments", "fields")
 
     def __init__(self, fields: dict[FieldKey, MapField] | None = None) -> None:
         self.fields: dict[FieldKey, MapField] = {} if fields is None else fields
+        self._segments: Segments[FieldKey] | None = None
 
     def is_empty(self) -> bool:
         return not self.fields
@@ -96,6 +115,7 @@ class MapStore(DotStore):
         field.discard_seen(ctx)
         if field.is_empty():
             del self.fields[key]
+        touch(self._segments, key, key in self.fields)
 
     def remove_path(self, path: Path, ctx: Clock) -> None:
         if not path or not isinstance(path[0], FieldKey):
@@ -109,6 +129,7 @@ class MapStore(DotStore):
             field.store.remove_path(rest, ctx)
             if field.is_empty():
                 del self.fields[key]
+            touch(self._segments, key, key in self.fields)
 
     def check(self, op: MapOp, has_context: bool) -> None:
         updated = {key for key, _ in op.updates}
@@ -119,7 +140,9 @@ class MapStore(DotStore):
                     f"cannot remove field {missing_preview(missing)}: not in the map; "
                     "send the context from a fetch to remove what you have seen"
                 )
-        check_room(len(self.fields), len(updated - self.fields.keys()), MAX_MAP_FIELDS, "map")
+        # O(op): `updated - self.fields.keys()` would walk every field of the map.
+        adding = sum(1 for key in updated if key not in self.fields)
+        check_room(len(self.fields), adding, MAX_MAP_FIELDS, "map")
         reset = set(op.removes) if not has_context else set()
         for key, sub_op in op.updates:
             field = self.fields.get(key)
@@ -131,7 +154,8 @@ class MapStore(DotStore):
         paths: list[Path] = []
         for key in op.removes:
             if observed is None:
-                self.fields.pop(key, None)
+                if self.fields.pop(key, None) is not None:
+                    touch(self._segments, key, False)
             else:
                 self._discard_field(key, observed)
                 paths.append((key,))
@@ -142,6 +166,7 @@ class MapStore(DotStore):
             sub_paths = field.store.apply(sub_op, dot, now_ms, observed)
             paths.extend((key, *p) for p in sub_paths)
             self.fields[key] = field
+            touch(self._segments, key, True)
         return paths
 
     def value(self) -> dict[str, Any]:
@@ -155,24 +180,76 @@ class MapStore(DotStore):
     def copy(self) -> Self:
         return type(self)({key: field.copy() for key, field in self.fields.items()})
 
+    def encode_parts(self, index: dict[bytes, int], actors: tuple[bytes, ...]) -> list[bytes]:
+        count = segment_count(len(self.fields), MAP_SEGMENT_TARGET)
+        segments = self._segments
+        if segments is None or segments.count != count:
+            segments = self._segments = Segments(self.fields, count, _field_hash)
+        return segments.encode(actors, lambda keys: self._encode_segment(keys, index, actors))
+
+    def _encode_segment(self, keys: set[FieldKey], index: dict[bytes, int],
+                        actors: tuple[bytes, ...]) -> bytes:
+        """[[name, type code, touch dots, value store], ...] sorted by field.
+
+        Nested sets and maps bring their own cached bytes; a segment without them (registers,
+        flags, counters) packs in one call, which is most of the cost of a map update.
+        """
+        ordered = sorted(keys)
+        fields = self.fields
+        if not any(type(fields[key].store) in CACHED_STORES for key in ordered):
+            return _pack([[key.name, FIELD_TYPE_CODES[key.type],
+                           dots_to_wire(fields[key].touch, index), fields[key].store.to_wire(index)]
+                          for key in ordered])
+        parts = [array_header(len(ordered))]
+        for key in ordered:
+            field = fields[key]
+            parts += (array_header(4), _pack(key.name), _pack(FIELD_TYPE_CODES[key.type]),
+                      _pack(dots_to_wire(field.touch, index)),
+                      *field.store.encode_parts(index, actors))
+        return b"".join(parts)
+
     def to_wire(self, index: dict[bytes, int]) -> Any:
-        return [
-            [key.name, key.type, dots_to_wire(field.touch, index), field.store.to_wire(index)]
-            for key, field in sorted(self.fields.items())
-        ]
+        actors = tuple(sorted(index, key=index.__getitem__))
+        return msgpack.unpackb(self.encode_wire(index, actors), raw=False)
 
     @classmethod
     def from_wire(cls, data: Any, actors: list[bytes]) -> Self:
+        """The segmented form `[count, segment, ...]`, or the flat list of format version 1."""
+        parts = split_segments(data) if is_segmented(data) else [data]
         fields: dict[FieldKey, MapField] = {}
-        for name, kind, touch, store in data:
-            if not isinstance(name, str) or kind not in STORE_TYPES:
-                raise ValueError("malformed map field")
-            store_type = STORE_TYPES[kind]
-            fields[FieldKey(name, kind)] = MapField(
-                dots_from_wire(touch, actors), store_type.from_wire(store, actors)
-            )
+        total = 0
+        for part in parts:
+            total += len(part)
+            for name, code, touch_wire, store in part:
+                kind = _field_type(code)
+                if not isinstance(name, str) or kind not in STORE_TYPES:
+                    raise ValueError("malformed map field")
+                store_type = STORE_TYPES[kind]
+                fields[FieldKey(name, kind)] = MapField(
+                    dots_from_wire(touch_wire, actors), store_type.from_wire(store, actors)
+                )
+        if len(fields) != total:
+            raise ValueError("malformed map fields")
         return cls(fields)
 
+
+def _field_type(code: Any) -> Any:
+    """A field's type from its wire code (older encodings spell the type out)."""
+    if isinstance(code, int) and not isinstance(code, bool) and 0 <= code < len(FIELD_TYPES):
+        return FIELD_TYPES[code]
+    return code
+
+
+def _pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+# Field stores that cache their encoded parts (segments.py).
+CACHED_STORES = (SetStore, MapStore)
+
+# Field types travel as their index here: one byte instead of the name (append only).
+FIELD_TYPES = ("counter", "set", "register", "flag", "map")
+FIELD_TYPE_CODES = {kind: code for code, kind in enumerate(FIELD_TYPES)}
 
 STORE_TYPES: dict[str, type[DotStore]] = {
     "counter": CounterStore,

@@ -60,7 +60,10 @@ class RegisterStore(DotStore):
         return type(self)(dict(self.entries))
 
     def to_wire(self, index: dict[bytes, int]) -> Any:
-        return [[index[a], c, ts, w, v] for (a, c), (ts, w, v) in sorted(self.entries.items())]
+        """[[actor index, counter, timestamp, writer, value], ...]; the writer is an actor index
+        too (it is one of the state's actors; bytes only if it is not, as in older encodings)."""
+        return [[index[a], c, ts, index.get(w, w), v]
+                for (a, c), (ts, w, v) in sorted(self.entries.items())]
 
     @classmethod
     def from_wire(cls, data: Any, actors: list[bytes]) -> Self:
@@ -68,6 +71,8 @@ class RegisterStore(DotStore):
         for idx, counter, ts, writer, value in data:
             if not (isinstance(counter, int) and counter > 0 and isinstance(ts, int)):
                 raise ValueError("malformed register entry")
+            if isinstance(writer, int) and not isinstance(writer, bool) and writer >= 0:
+                writer = actors[writer]
             if not isinstance(writer, bytes) or not isinstance(value, bytes):
                 raise ValueError("malformed register entry")
             entries[(actors[idx], counter)] = (ts, writer, value)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Self
 
+import msgpack
+
 from sapwood.core.crdt.dots import (
     CausalCRDT,
     Clock,
@@ -23,6 +25,14 @@ from sapwood.core.crdt.dots import (
     unseen_dots,
 )
 from sapwood.core.crdt.ops import SetOp
+from sapwood.core.crdt.segments import (
+    SET_SEGMENT_TARGET,
+    Segments,
+    is_segmented,
+    segment_count,
+    split_segments,
+    touch,
+)
 from sapwood.core.errors import BadRequest, PreconditionFailed
 
 MAX_SET_ELEMENTS = 1_000_000
@@ -40,17 +50,28 @@ def check_room(present: int, adding: int, limit: int, what: str) -> None:
 
 
 def missing_preview(missing: list[Any]) -> str:
-    shown = ", ".join(repr(m) for m in missing[:_PREVIEW])
+    shown = ", ".join(
+        repr(m.decode("utf-8", "surrogateescape") if isinstance(m, bytes) else m)
+        for m in missing[:_PREVIEW])
     return shown + (f" and {len(missing) - _PREVIEW} more" if len(missing) > _PREVIEW else "")
 
 
-class SetStore(DotStore):
-    """Element -> live dots. Dot maps are never mutated once stored, so copies may share them."""
+def _element_hash(element: bytes) -> bytes:
+    return element
 
-    __slots__ = ("entries",)
+
+class SetStore(DotStore):
+    """Element -> live dots. Dot maps are never mutated once stored, so copies may share them.
+
+    `entries` changes only through this class's methods, which keep the segmented encoding's
+    cache (see segments.py) told of every change.
+    """
+
+    __slots__ = ("_segments", "entries")
 
     def __init__(self, entries: dict[bytes, Dots] | None = None) -> None:
         self.entries: dict[bytes, Dots] = {} if entries is None else entries
+        self._segments: Segments[bytes] | None = None
 
     def is_empty(self) -> bool:
         return not self.entries
@@ -86,10 +107,13 @@ class SetStore(DotStore):
         if dots is None:
             return
         kept = unseen_dots(dots, ctx)
+        if kept is dots:
+            return
         if kept:
             self.entries[elem] = kept
         else:
             del self.entries[elem]
+        touch(self._segments, elem, bool(kept))
 
     def check(self, op: SetOp, has_context: bool) -> None:
         entries = self.entries
@@ -108,7 +132,8 @@ class SetStore(DotStore):
         paths: list[Path] = []
         for elem in op.removes:
             if observed is None:
-                self.entries.pop(elem, None)
+                if self.entries.pop(elem, None) is not None:
+                    touch(self._segments, elem, False)
             else:
                 self._discard_element(elem, observed)
                 paths.append((elem,))
@@ -117,6 +142,7 @@ class SetStore(DotStore):
             new_dots = {dot[0]: dot[1]}
             for elem in op.adds:
                 self.entries[elem] = new_dots
+                touch(self._segments, elem, True)
         return paths
 
     def value(self) -> list[str]:
@@ -125,42 +151,75 @@ class SetStore(DotStore):
     def copy(self) -> Self:
         return type(self)(dict(self.entries))
 
-    def to_wire(self, index: dict[bytes, int]) -> Any:
-        """Columns [sorted elements, dot count of each, their flat (actor index, counter) pairs].
+    def encode_parts(self, index: dict[bytes, int], actors: tuple[bytes, ...]) -> list[bytes]:
+        count = segment_count(len(self.entries), SET_SEGMENT_TARGET)
+        segments = self._segments
+        if segments is None or segments.count != count:
+            segments = self._segments = Segments(self.entries, count, _element_hash)
+        return segments.encode(actors, lambda members: self._encode_segment(members, index))
+
+    def _encode_segment(self, members: set[bytes], index: dict[bytes, int]) -> bytes:
+        """Columns [sorted elements, dot count of each, their flat (actor index, counter) pairs];
+        the counts column is left out when every element has one dot (the usual case).
 
         Columns of small ints pack in msgpack's C code; elements added by one op share one dot
         map, so each distinct map is converted once.
         """
-        items = sorted(self.entries.items())
+        entries = self.entries
+        elements = sorted(members)
         converted: dict[int, list[int]] = {}
+        sizes: list[int] = []
         flat: list[int] = []
-        for _, dots in items:
+        for elem in elements:
+            dots = entries[elem]
             wire = converted.get(id(dots))
             if wire is None:
                 wire = converted[id(dots)] = dots_to_wire(dots, index)
+            sizes.append(len(dots))
             flat += wire
-        return [[e for e, _ in items], [len(d) for _, d in items], flat]
+        columns = [elements, flat] if len(flat) == 2 * len(elements) else [elements, sizes, flat]
+        return msgpack.packb(columns, use_bin_type=True)
+
+    def to_wire(self, index: dict[bytes, int]) -> Any:
+        actors = tuple(sorted(index, key=index.__getitem__))
+        return msgpack.unpackb(self.encode_wire(index, actors), raw=False)
 
     @classmethod
     def from_wire(cls, data: Any, actors: list[bytes]) -> Self:
-        elements, sizes, flat = data
-        if len(elements) != len(sizes) or 2 * sum(sizes) != len(flat) or min(sizes, default=1) < 1:
-            raise ValueError("malformed set entries")
-        if flat and (min(flat[1::2]) < 1 or min(flat[::2]) < 0):
-            raise ValueError("malformed set dots")
-        shared: dict[tuple[int, ...], Dots] = {}  # elements with equal dots share one map
+        """The segmented form `[count, segment, ...]`, or the flat form of format version 1."""
+        parts = split_segments(data) if is_segmented(data) else [data]
         entries: dict[bytes, Dots] = {}
-        pos = 0
-        for elem, size in zip(elements, sizes, strict=True):
-            key = tuple(flat[pos : pos + 2 * size])
-            pos += 2 * size
-            dots = shared.get(key)
-            if dots is None:
-                dots = shared[key] = dots_from_wire(list(key), actors)
-            entries[elem] = dots
-        if not all(isinstance(e, bytes) for e in entries) or len(entries) != len(elements):
+        shared: dict[tuple[int, ...], Dots] = {}  # elements with equal dots share one map
+        total = 0
+        for part in parts:
+            total += _entries_from_columns(part, actors, shared, entries)
+        if len(entries) != total:
             raise ValueError("malformed set elements")
         return cls(entries)
+
+
+def _entries_from_columns(data: Any, actors: list[bytes], shared: dict[tuple[int, ...], Dots],
+                          entries: dict[bytes, Dots]) -> int:
+    if len(data) == 2:  # every element has one dot
+        elements, flat = data
+        sizes = [1] * len(elements)
+    else:
+        elements, sizes, flat = data
+    if len(elements) != len(sizes) or 2 * sum(sizes) != len(flat) or min(sizes, default=1) < 1:
+        raise ValueError("malformed set entries")
+    if flat and (min(flat[1::2]) < 1 or min(flat[::2]) < 0):
+        raise ValueError("malformed set dots")
+    if not all(isinstance(e, bytes) for e in elements):
+        raise ValueError("malformed set elements")
+    pos = 0
+    for elem, size in zip(elements, sizes, strict=True):
+        key = tuple(flat[pos : pos + 2 * size])
+        pos += 2 * size
+        dots = shared.get(key)
+        if dots is None:
+            dots = shared[key] = dots_from_wire(list(key), actors)
+        entries[elem] = dots
+    return len(elements)
 
 
 class ORSet(CausalCRDT):
