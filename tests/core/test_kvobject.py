@@ -106,3 +106,18 @@ def test_last_write_wins_replaces_concurrent_siblings() -> None:
     obj = apply_write(obj, {}, b"b", Metadata(), ACTORS[0], 2, allow_mult=True,
                       last_write_wins=True)
     assert [s.value for s in obj.siblings] == [b"b"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=70_000), st.integers(0, 2)), min_size=1, max_size=18))
+def test_encoding_is_plain_msgpack_of_the_wire_form(writes: list[tuple[bytes, int]]) -> None:
+    import msgpack
+
+    obj = None
+    for n, (value, actor) in enumerate(writes):
+        obj = apply_write(obj, {}, value, Metadata(indexes=(("n_int", n),)), ACTORS[actor], n,
+                          allow_mult=True)
+    assert obj is not None
+    fresh = KVObject(obj.siblings, obj.clock)  # no memoised form yet
+    assert kvobject.encode(fresh) == msgpack.packb(kvobject.to_wire(fresh), use_bin_type=True)
+    assert kvobject.decode(kvobject.encode(fresh)) == fresh

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from sapwood.core.causal import Dot
-from sapwood.core.crdt import Datatype, decode_datatype, merge_datatypes, new_datatype
+from sapwood.core.crdt import CorruptDatatype, Datatype, decode_datatype, merge_datatypes, new_datatype
 from sapwood.core.crdt.ops import Op
-from sapwood.core.errors import BadRequest
+from sapwood.core.errors import BadRequest, Conflict
 from sapwood.core.kvobject import KVObject, Metadata, apply_write
 from sapwood.core.ring import BKey
 
@@ -69,11 +69,15 @@ def apply_update(
     sibling it joined (its context is the object's whole clock)."""
     live = current.live_siblings if current is not None else ()
     state: Any = None
-    if len(live) == 1:
-        state = cache.take((bkey, live[0].dot), live[0].value)
-    for sibling in live if len(live) > 1 else ():
-        decoded = decode_datatype(sibling.value)
-        state = decoded if state is None else merge_datatypes(state, decoded)
+    try:
+        if len(live) == 1:
+            state = cache.take((bkey, live[0].dot), live[0].value)
+        for sibling in live if len(live) > 1 else ():
+            decoded = decode_datatype(sibling.value)
+            state = decoded if state is None else merge_datatypes(state, decoded)
+    except CorruptDatatype:
+        raise Conflict(f"{bkey.key!r} holds a plain object, not a {type_name}; delete it first "
+                       "or use another key") from None
     if state is None:
         state = new_datatype(type_name, hll_precision)
     elif state.type_name != type_name:

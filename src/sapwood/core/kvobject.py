@@ -45,6 +45,9 @@ class Sibling:
 class KVObject:
     siblings: tuple[Sibling, ...]
     clock: VClock = field(default_factory=dict)
+    # Its stored form, once computed: the replicas of a write on one node store the same object,
+    # and a large value should be encoded once, not once per replica.
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_tombstone(self) -> bool:
@@ -138,6 +141,8 @@ def merge(a: KVObject | None, b: KVObject | None, *, allow_mult: bool = True) ->
         return b
     if b is None:
         return a
+    if _merges_to(b, a):
+        return b if allow_mult else resolve_newest(b)
     if a.clock == b.clock and {s.dot for s in a.siblings} == {s.dot for s in b.siblings}:
         return a
     b_dots = {s.dot for s in b.siblings}
@@ -147,6 +152,15 @@ def merge(a: KVObject | None, b: KVObject | None, *, allow_mult: bool = True) ->
     kept.sort(key=lambda s: (s.dot.actor, s.dot.counter))
     result = KVObject(tuple(kept), merge_clocks(a.clock, b.clock))
     return result if allow_mult else resolve_newest(result)
+
+
+def _merges_to(new: KVObject, old: KVObject) -> bool:
+    """merge(old, new) is `new` itself: it has seen all of `old`, and `old` has superseded none of
+    its siblings (the common case of a replica receiving the next version)."""
+    if not all(new.clock.get(actor, 0) >= counter for actor, counter in old.clock.items()):
+        return False
+    old_dots = {s.dot for s in old.siblings}
+    return all(s.dot in old_dots or not covers(old.clock, s.dot) for s in new.siblings)
 
 
 def equivalent(a: KVObject | None, b: KVObject | None) -> bool:
@@ -211,14 +225,52 @@ def from_wire(w: list[object]) -> KVObject:
 
 
 def encode(obj: KVObject) -> bytes:
-    return msgpack.packb(to_wire(obj), use_bin_type=True)
+    """msgpack of `to_wire(obj)`, built around the values rather than copied through a buffer:
+    the same bytes, without per-call buffer allocation and copying of large values."""
+    if obj.encoded is not None:
+        return obj.encoded
+    parts = [_ARRAY3, _pack(ENCODING_VERSION), _pack(clock_to_wire(obj.clock)),
+             _array_header(len(obj.siblings))]
+    for s in obj.siblings:
+        parts += (_ARRAY4, _bin_header(len(s.value)), s.value,
+                  _pack([_meta_to_wire(s.meta), s.dot.actor, s.dot.counter])[1:])
+    data = b"".join(parts)
+    object.__setattr__(obj, "encoded", data)
+    return data
+
+
+_ARRAY3 = b"\x93"
+_ARRAY4 = b"\x94"
+
+
+def _pack(value: object) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def _bin_header(n: int) -> bytes:
+    if n < 1 << 8:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
 
 
 def decode(data: bytes) -> KVObject:
-    return from_wire(msgpack.unpackb(data, raw=False))
+    obj = from_wire(msgpack.unpackb(data, raw=False))
+    object.__setattr__(obj, "encoded", data)
+    return obj
 
 
 DECODE_CACHE_ENTRIES = 4096
+DECODE_CACHE_MAX_BYTES = 16 * 1024
 
 
 class DecodeCache:
@@ -233,6 +285,8 @@ class DecodeCache:
         self._entries: dict[bytes, KVObject] = {}
 
     def decode(self, data: bytes) -> KVObject:
+        if len(data) > DECODE_CACHE_MAX_BYTES:
+            return decode(data)  # hashing a large value costs more than decoding it
         obj = self._entries.get(data)
         if obj is None:
             obj = decode(data)
