@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sapwood.core import cluster, failure, handoff, messages, requests
+from sapwood.core import cluster, consensus, failure, handoff, kvobject, messages, requests
+from sapwood.core import ensemble_messages as em
 from sapwood.core import membership as ms
 from sapwood.core.causal import Dot
 from sapwood.core.crdt import ops
@@ -66,14 +67,17 @@ scalars = st.one_of(
     st.none(), st.booleans(), wire_ints,
     st.floats(allow_nan=False), text, st.binary(max_size=16),
 )
-# What Any-typed fields may carry: plain values, lists vs tuples, maps, frozensets, nested keys.
+# Map keys msgpack cannot carry as they are (tuples, registered objects) travel as tagged pairs.
+any_keys = st.one_of(text, st.binary(max_size=4), wire_ints, st.tuples(wire_ints, text), bkeys)
+# What Any-typed fields may carry: plain values, lists vs tuples, maps, sets, nested keys.
 any_values = st.recursive(
     scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
         st.lists(inner, max_size=4).map(tuple),
-        st.dictionaries(st.one_of(text, st.binary(max_size=4), wire_ints), inner, max_size=3),
+        st.dictionaries(any_keys, inner, max_size=3),
         st.frozensets(wire_ints, max_size=4),
+        st.sets(st.one_of(text, st.tuples(wire_ints)), max_size=4),
         bkeys,
     ),
     max_leaves=12,
@@ -99,7 +103,64 @@ crdt_ops = st.recursive(leaf_ops, lambda inner: st.builds(
     ops.MapOp, st.lists(field_keys, max_size=2).map(tuple),
     st.lists(st.tuples(field_keys, inner), max_size=2).map(tuple)), max_leaves=5)
 
+versions = st.builds(consensus.Version, ints, ints)
+members = st.lists(names, max_size=3).map(tuple)
+keys = st.binary(max_size=8)
+COMMANDS: dict[type, st.SearchStrategy[Any]] = {
+    consensus.Put: st.builds(consensus.Put, keys, st.binary(max_size=16),
+                             st.none() | versions | st.just(consensus.ABSENT)),
+    consensus.Delete: st.builds(consensus.Delete, keys, st.none() | versions),
+    consensus.Get: st.builds(consensus.Get, keys),
+    consensus.AddMember: st.builds(consensus.AddMember, names),
+    consensus.RemoveMember: st.builds(consensus.RemoveMember, names),
+    consensus.NoOp: st.just(consensus.NoOp()),
+    consensus.Reconfigure: st.builds(consensus.Reconfigure, members),
+}
+entries = st.builds(consensus.Entry, ints, ints, st.one_of(
+    *(COMMANDS[cls] for cls in (consensus.Put, consensus.Delete, consensus.Get, consensus.NoOp,
+                                consensus.Reconfigure))))
+snapshot_metas = st.builds(consensus.SnapshotMeta, ints, ints, members)
+RAFT: dict[type, st.SearchStrategy[Any]] = {
+    consensus.VoteRequest: st.builds(consensus.VoteRequest, text, ints, ints, ints,
+                                     st.booleans()),
+    consensus.VoteResponse: st.builds(consensus.VoteResponse, text, ints, st.booleans(),
+                                      st.booleans()),
+    consensus.AppendEntries: st.builds(consensus.AppendEntries, text, ints, ints, ints,
+                                       st.lists(entries, max_size=3).map(tuple), ints),
+    consensus.AppendResponse: st.builds(consensus.AppendResponse, text, ints, st.booleans(),
+                                        ints, ints, ints),
+    consensus.Heartbeat: st.builds(consensus.Heartbeat, text, ints, ints, ints),
+    consensus.HeartbeatResponse: st.builds(consensus.HeartbeatResponse, text, ints, ints),
+    consensus.InstallSnapshot: st.builds(consensus.InstallSnapshot, text, ints, snapshot_metas,
+                                         ints, st.binary(max_size=32), st.booleans()),
+    consensus.SnapshotResponse: st.builds(consensus.SnapshotResponse, text, ints, ints, ints,
+                                          st.booleans()),
+}
+RESULTS: dict[type, st.SearchStrategy[Any]] = {
+    consensus.Ok: st.builds(consensus.Ok, versions, st.none() | st.binary(max_size=16)),
+    consensus.Absent: st.builds(consensus.Absent, keys),
+    consensus.NotLeader: st.builds(consensus.NotLeader, maybe_text),
+    consensus.ConfigApplied: st.builds(consensus.ConfigApplied, members, versions),
+    **{cls: st.builds(cls, text) for cls in (consensus.Precondition, consensus.Unavailable,
+                                             consensus.Indeterminate, consensus.Invalid,
+                                             consensus.TooLarge)},
+}
+ENSEMBLE: dict[type, st.SearchStrategy[Any]] = {
+    em.EnsembleEnvelope: st.builds(em.EnsembleEnvelope, text, names, names,
+                                   st.one_of(*RAFT.values())),
+    em.EnsembleCall: st.builds(em.EnsembleCall, ints, names, text, names, st.one_of(
+        COMMANDS[consensus.Put], COMMANDS[consensus.Delete], COMMANDS[consensus.Get])),
+    em.EnsembleAnswer: st.builds(em.EnsembleAnswer, ints, st.one_of(*RESULTS.values())),
+    em.EnsemblePersisted: st.builds(em.EnsemblePersisted, text, names, ints, ints),
+    em.EnsembleRetireQuery: st.builds(em.EnsembleRetireQuery, text, names),
+    em.EnsembleRetired: st.builds(em.EnsembleRetired, text, names),
+}
+
 STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
+    **COMMANDS, **RAFT, **RESULTS, **ENSEMBLE,
+    consensus.Version: versions,
+    consensus.Entry: entries,
+    consensus.SnapshotMeta: snapshot_metas,
     KVObject: objects,
     Metadata: metadata,
     Dot: dots,
@@ -282,18 +343,30 @@ def test_unregistered_messages_and_values_cannot_be_encoded() -> None:
 
 
 def test_unknown_codes_and_garbage_are_clear_decode_errors() -> None:
-    unknown = msgpack.packb(msgpack.ExtType(codec.EXT_OBJECT, msgpack.packb([4242, []])))
     with pytest.raises(DecodeError, match="unknown wire code 4242"):
-        decode_message(unknown)
+        decode_message(msgpack.packb([4242, 1]))
+    with pytest.raises(DecodeError, match="unknown wire code 4242"):
+        decode_message(msgpack.packb([32, 1, True, [4242]]))  # inside an AdminReply
+    with pytest.raises(DecodeError, match=r"unknown wire code \[1\]"):
+        decode_message(msgpack.packb([[1], 2]))
     with pytest.raises(DecodeError, match="unknown msgpack extension type 99"):
         decode_message(msgpack.packb(msgpack.ExtType(99, b"")))
-    with pytest.raises(DecodeError, match="not a message"):
-        decode_message(msgpack.packb([1, 2, 3]))
+    for value in ("text", {"a": 1}, None, [codec.TAG_TUPLE, 1, 2]):
+        with pytest.raises(DecodeError, match="not a message"):
+            decode_message(msgpack.packb(value))
+    with pytest.raises(DecodeError, match="without a type code"):
+        decode_message(msgpack.packb([]))
     with pytest.raises(DecodeError):
         decode_message(b"\xc1\xff\x00")
-    wrong_arity = msgpack.packb(msgpack.ExtType(codec.EXT_OBJECT, msgpack.packb([34, [1, 2, 3]])))
     with pytest.raises(DecodeError, match="malformed Ping"):
-        decode_message(wrong_arity)
+        decode_message(msgpack.packb([34, "a@h", "extra"]))
+    with pytest.raises(DecodeError, match="malformed BKey"):
+        decode_message(msgpack.packb([10, 1, "a@h", 0, [4, "t", "b"]]))
+    with pytest.raises(DecodeError, match="malformed KVObject: unknown object encoding version"):
+        decode_message(msgpack.packb([11, 1, 0, "a@h", [1, [99, [], []]], None]))
+    with pytest.raises(DecodeError, match="malformed frozenset: unhashable"):
+        decode_message(msgpack.packb([17, 1, "a@h", 0, None,
+                                      [codec.TAG_FROZENSET, [codec.TAG_LIST]]]))
 
 
 @settings(max_examples=200, deadline=None)
@@ -306,6 +379,81 @@ def test_arbitrary_bytes_decode_to_a_message_or_a_decode_error(data: bytes) -> N
     assert type(msg) in codec.registered_classes()
 
 
+# --- the format -------------------------------------------------------------------------------
+
+
+def test_the_wire_format_is_one_array_per_object() -> None:
+    """What a peer of this protocol version reads; a change here needs a PROTOCOL_VERSION bump."""
+    assert codec.PROTOCOL_VERSION == 2
+    fetch = messages.Fetch(7, "a@h", 3, BKey("t", "b", "k"))
+    assert msgpack.unpackb(encode_message(fetch)) == [10, 7, "a@h", 3, [4, "t", "b", "k"]]
+    reply = cluster.AdminReply(1, True, ((1, "x"), [2], frozenset(), {(1,): b"v", b"k": None}))
+    tagged = [codec.TAG_TUPLE, [codec.TAG_TUPLE, 1, "x"], [codec.TAG_LIST, 2],
+              [codec.TAG_FROZENSET], [codec.TAG_DICT_ITEMS, [codec.TAG_TUPLE, 1], b"v", b"k", None]]
+    assert msgpack.unpackb(encode_message(reply)) == [32, 1, True, tagged]
+
+
+def test_objects_travel_in_their_stored_structure() -> None:
+    meta = Metadata(usermeta=(("a", "b"),), indexes=(("age_int", 5),), vtag="v")
+    obj = KVObject((Sibling(b"value", meta, Dot(b"x", 2)),), {b"x": 2, b"y": 1})
+    msg = messages.Replicate(1, "a@h", 0, BKey("", "b", "k"), obj, True)
+    code, wire = msgpack.unpackb(encode_message(msg), raw=False)[5]
+    assert code == codec.registered_classes()[KVObject]
+    assert wire == kvobject.to_wire(obj)
+    assert msgpack.packb(wire, use_bin_type=True) == kvobject.encode(obj)
+
+
+def test_a_message_is_one_packb_and_one_unpackb(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def counted(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(msgpack, "packb", counted("packb", msgpack.packb))
+    monkeypatch.setattr(msgpack, "unpackb", counted("unpackb", msgpack.unpackb))
+    obj = KVObject((Sibling(b"v", Metadata(usermeta=(("a", "b"),)), Dot(b"x", 1)),
+                    Sibling(b"w", Metadata(), Dot(b"y", 1))), {b"x": 1, b"y": 1})
+    op = ops.MapOp((ops.FieldKey("f", "set"),),
+                   ((ops.FieldKey("g", "map"), ops.MapOp((), ((ops.FieldKey("c", "counter"),
+                                                               ops.CounterOp(1)),))),))
+    for msg in (messages.Replicate(1, "a@h", 0, BKey("t", "b", "k"), obj, False),
+                messages.CoordinateUpdate(2, "a@h", 0, BKey("t", "b", "k"), "map", op, None, 14)):
+        calls.clear()
+        assert decode_message(encode_message(msg)) == msg
+        assert calls == ["packb", "unpackb"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlainHints:
+    count: int
+    label: str | None
+    sizes: list[int]
+    clock: dict[bytes, int]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.tuples(any_values, any_values, any_values, any_values))
+def test_a_value_breaking_its_hint_comes_back_exactly_or_is_refused(values: tuple[Any, ...]) -> None:
+    codec.register(PlainHints, 60_005)
+    msg = PlainHints(*values)
+    try:
+        data = encode_message(msg)
+    except EncodeError as exc:
+        assert "plain data is promised" in str(exc) or "register it" in str(exc)
+        return
+    assert_identical(msg, decode_message(data))
+
+
+def test_a_tuple_where_a_hint_promises_plain_data_is_refused() -> None:
+    with pytest.raises(EncodeError, match="a tuple where plain data is promised"):
+        encode_message(messages.StoreAck(1, 0, ("a@h",), True))  # type: ignore[arg-type]
+    with pytest.raises(EncodeError, match="a BKey where"):
+        encode_message(messages.Reap(0, BKey("t", "b", "k"), {b"a": BKey("t", "b", "k")}))
+
+
 # --- registration -----------------------------------------------------------------------------
 
 
@@ -313,6 +461,16 @@ def test_arbitrary_bytes_decode_to_a_message_or_a_decode_error(data: bytes) -> N
 class LaterMessage:
     term: int
     entries: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Empty:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UnresolvedHints:
+    payload: NotDefinedAnywhere  # type: ignore[name-defined]  # noqa: F821
 
 
 class Opaque:
@@ -324,6 +482,14 @@ def test_registering_a_new_message_is_one_line() -> None:
     codec.register(LaterMessage, 60_001)
     codec.register(LaterMessage, 60_001)  # idempotent, e.g. on re-import
     msg = LaterMessage(3, (b"a", b"b"))
+    assert_identical(msg, decode_message(encode_message(msg)))
+
+
+def test_fieldless_classes_and_unresolvable_hints() -> None:
+    codec.register(Empty, 60_006)
+    assert_identical(Empty(), decode_message(encode_message(Empty())))
+    codec.register(UnresolvedHints, 60_007)  # every field tagged, so still exact
+    msg = UnresolvedHints(((1, "x"), frozenset({b"a"})))
     assert_identical(msg, decode_message(encode_message(msg)))
 
 
@@ -339,6 +505,28 @@ def test_custom_encodings_and_conflicting_registrations() -> None:
         codec.register(Unregistered, 0)
     with pytest.raises(ValueError, match="neither a dataclass nor a NamedTuple"):
         codec.register(dict, 60_004)
+    with pytest.raises(ValueError, match="plain= describes what to_wire returns"):
+        codec.register(Unregistered, 60_008, plain=True)
+
+
+class PlainOpaque(Opaque):
+    pass
+
+
+class TupleOpaque(Opaque):
+    pass
+
+
+def test_a_plain_custom_encoding_travels_as_it_is() -> None:
+    codec.register(PlainOpaque, 60_009, to_wire=lambda o: [o.payload, {"n": 1}],
+                   from_wire=lambda w: PlainOpaque(w[0]), plain=True)
+    reply = cluster.AdminReply(1, True, [PlainOpaque("x")])
+    assert msgpack.unpackb(encode_message(reply))[3] == [codec.TAG_LIST, [60_009, ["x", {"n": 1}]]]
+    assert decode_message(encode_message(reply)).result[0].payload == "x"
+    codec.register(TupleOpaque, 60_010, to_wire=lambda o: (o.payload,),
+                   from_wire=lambda w: TupleOpaque(w[0]), plain=True)
+    with pytest.raises(EncodeError, match="a tuple where"):
+        encode_message(cluster.AdminReply(1, True, TupleOpaque("x")))
 
 
 # --- frames -----------------------------------------------------------------------------------

@@ -190,16 +190,17 @@ def _meta_to_wire(m: Metadata) -> list[object]:
 
 def _meta_from_wire(w: list[object]) -> Metadata:
     ctype, charset, encoding, usermeta, indexes, links, lastmod, vtag, deleted = w
+    # Positional and with list comprehensions: this runs for every sibling of every read.
     return Metadata(
-        content_type=ctype,  # type: ignore[arg-type]
-        charset=charset,  # type: ignore[arg-type]
-        encoding=encoding,  # type: ignore[arg-type]
-        usermeta=tuple((k, v) for k, v in usermeta),  # type: ignore[attr-defined]
-        indexes=tuple((k, v) for k, v in indexes),  # type: ignore[attr-defined]
-        links=tuple((b, k, t) for b, k, t in links),  # type: ignore[attr-defined]
-        last_modified_ms=lastmod,  # type: ignore[arg-type]
-        vtag=vtag,  # type: ignore[arg-type]
-        deleted=deleted,  # type: ignore[arg-type]
+        ctype,  # type: ignore[arg-type]
+        charset,  # type: ignore[arg-type]
+        encoding,  # type: ignore[arg-type]
+        tuple([(k, v) for k, v in usermeta]) if usermeta else (),  # type: ignore[attr-defined]
+        tuple([(k, v) for k, v in indexes]) if indexes else (),  # type: ignore[attr-defined]
+        tuple([(b, k, t) for b, k, t in links]) if links else (),  # type: ignore[attr-defined]
+        lastmod,  # type: ignore[arg-type]
+        vtag,  # type: ignore[arg-type]
+        deleted,  # type: ignore[arg-type]
     )
 
 
@@ -216,10 +217,10 @@ def from_wire(w: list[object]) -> KVObject:
     if version != ENCODING_VERSION:
         raise ValueError(f"unknown object encoding version {version}")
     return KVObject(
-        tuple(
+        tuple([
             Sibling(value, _meta_from_wire(meta), Dot(actor, counter))
             for value, meta, actor, counter in siblings  # type: ignore[attr-defined]
-        ),
+        ]),
         clock_from_wire(clock),  # type: ignore[arg-type]
     )
 

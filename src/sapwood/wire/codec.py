@@ -1,10 +1,17 @@
-"""Bytes <-> messages: msgpack with extension types, length-prefixed frames, the handshake's pieces.
+"""Bytes <-> messages: msgpack documents, length-prefixed frames, the handshake's pieces.
 
-Every class that crosses the wire is registered with a numeric code. A registered object travels
-as one msgpack extension value holding `[code, fields]`, so messages nest (a KVObject inside a
-FetchReply, a BKey inside a Fetch) and come back as the very classes that were sent. Tuples, sets
-and frozensets have their own extension types, so a tuple never comes back as a list: values are
-rebuilt exactly as they were built, whatever their declared type.
+Every class that crosses the wire is registered with a numeric code. A message is turned into
+plain msgpack arrays in Python and then into bytes by a single msgpack.packb (and back by a single
+unpackb): a registered object is the array `[code, field, field, ...]`, so messages nest (a
+KVObject inside a FetchReply, a BKey inside a Fetch) and come back as the very classes that were
+sent.
+
+A field whose type hint promises plain msgpack data (None, bool, int, float, str, bytes, and lists
+and dicts of those) travels as it is. Every other field (Any, tuples, sets, registered classes,
+unions with them) is tagged: arrays are headed by a registered code or by a negative TAG_* for
+lists, tuples, sets and frozensets, so a tuple never comes back as a list. Values are rebuilt
+exactly as they were built; a plain-hinted field holding anything but plain data is an
+EncodeError, never a silently different value.
 
 Codes live in one registry: 1-9 values, 10-49 KV, cluster and handoff messages, 50-99 client
 requests and queries, 100-199 consensus, 200-299 CRDT operations. Adding a class is one line in
@@ -16,8 +23,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import operator
+import itertools
 import struct
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -25,25 +34,37 @@ from typing import Any
 
 import msgpack
 
-from sapwood.core import cluster, failure, handoff, kvobject, messages, requests
+from sapwood.core import (
+    cluster,
+    consensus,
+    ensemble_messages,
+    failure,
+    handoff,
+    kvobject,
+    messages,
+    requests,
+)
 from sapwood.core.causal import Dot
 from sapwood.core.crdt import ops
 from sapwood.core.index import IndexQuery
 from sapwood.core.ring import BKey
 
-PROTOCOL_VERSION = 1
+# 2: one msgpack document per message with tagged arrays (1 nested an ExtType per object).
+PROTOCOL_VERSION = 2
 MAX_FRAME_BYTES = 64 * 1024 * 1024  # above the 50 MB object limit, with room for its envelope
 MAX_HANDSHAKE_FRAME_BYTES = 4096
 MAX_CODE = 65_535
-PACK_BUFFER_BYTES = 1024  # grows as needed
+PACK_BUFFER_BYTES = 1024  # grows as needed; the default 256 KiB costs an mmap per message
 FRAME_HEADER = struct.Struct(">I")
 
-# msgpack extension type numbers (0-127). Registered classes share EXT_OBJECT, so the number of
-# message classes is not bounded by msgpack's 128 extension types.
-EXT_TUPLE = 1
-EXT_FROZENSET = 2
-EXT_SET = 3
-EXT_OBJECT = 4
+# Heads of tagged arrays that are not registered objects (those are headed by their code >= 1).
+TAG_LIST = -1
+TAG_TUPLE = -2
+TAG_SET = -3
+TAG_FROZENSET = -4
+TAG_DICT_ITEMS = -5  # a dict with a key msgpack cannot carry as a map key (a tuple, an object)
+
+_PLAIN_SCALARS: frozenset[type] = frozenset({type(None), bool, int, float, str, bytes})
 
 
 class CodecError(ValueError):
@@ -64,17 +85,24 @@ class FrameTooLarge(CodecError):
 
 # --- the registry -----------------------------------------------------------------------------
 
+Encoder = Callable[[Any], Any]
+Decoder = Callable[[list[Any]], Any]
+
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     cls: type
     code: int
-    to_wire: Callable[[Any], Any]
-    from_wire: Callable[[Any], Any]
+    encode: Encoder  # object -> [code, ...]
+    decode: Decoder  # [code, ...] -> object
 
 
 _BY_CLASS: dict[type, _Entry] = {}
 _BY_CODE: dict[int, _Entry] = {}
+# Flat tables for the hot paths: registered classes and the tagged containers together.
+_ENCODERS: dict[type, Encoder] = {}
+_DECODERS: dict[int, Decoder] = {}
+_TAG_NAMES: dict[int, str] = {}
 
 
 def register(
@@ -83,11 +111,14 @@ def register(
     *,
     to_wire: Callable[[Any], Any] | None = None,
     from_wire: Callable[[Any], Any] | None = None,
+    plain: bool = False,
 ) -> None:
     """Make `cls` encodable under `code` (1..MAX_CODE, unique).
 
-    Dataclasses and NamedTuples travel field by field in declaration order; any other class
-    needs `to_wire` (object -> msgpack-able value) and `from_wire` (that value -> object).
+    Dataclasses and NamedTuples travel field by field in declaration order, each field plain or
+    tagged by its type hint; any other class needs `to_wire` (object -> msgpack-able value) and
+    `from_wire` (that value -> object). `plain=True` says to_wire returns only plain data (None,
+    bool, int, float, str, bytes, lists, dicts with such keys), which then travels unwalked.
     """
     if not 1 <= code <= MAX_CODE:
         raise ValueError(f"wire code {code} for {cls.__name__} is outside 1..{MAX_CODE}")
@@ -98,117 +129,247 @@ def register(
     if known is not None and known.code != code:
         raise ValueError(f"{cls.__qualname__} is already registered as wire code {known.code}")
     if to_wire is None or from_wire is None:
-        to_wire, from_wire = _field_codec(cls)
-    entry = _Entry(cls, code, to_wire, from_wire)
+        if plain:
+            raise ValueError(f"plain= describes what to_wire returns; {cls.__qualname__} has none")
+        encode, decode = _field_codec(cls, code)
+    else:
+        encode, decode = _custom_codec(code, to_wire, from_wire, plain)
+    entry = _Entry(cls, code, encode, decode)
     _BY_CLASS[cls] = entry
     _BY_CODE[code] = entry
+    _ENCODERS[cls] = encode
+    _DECODERS[code] = decode
+    _TAG_NAMES[code] = cls.__qualname__
 
 
 def registered_classes() -> dict[type, int]:
     return {cls: entry.code for cls, entry in _BY_CLASS.items()}
 
 
-def _field_codec(cls: type) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+def _field_names(cls: type) -> tuple[str, ...]:
     if dataclasses.is_dataclass(cls):
         fields = dataclasses.fields(cls)
         if any(not f.init for f in fields):
             raise ValueError(f"{cls.__qualname__} has fields outside __init__; give to_wire/from_wire")
-        names = tuple(f.name for f in fields)
-    elif issubclass(cls, tuple) and hasattr(cls, "_fields"):
-        names = tuple(cls._fields)
-    else:
-        raise ValueError(f"{cls.__qualname__} is neither a dataclass nor a NamedTuple; "
-                         "give to_wire/from_wire")
-
-    if len(names) == 1:
-        (name,) = names
-
-        def to_wire(obj: Any) -> list[Any]:
-            return [getattr(obj, name)]
-    else:
-        fields_of = operator.attrgetter(*names)
-
-        def to_wire(obj: Any) -> list[Any]:
-            return list(fields_of(obj))
-
-    def from_wire(values: Any) -> Any:
-        return cls(*values)
-
-    return to_wire, from_wire
+        return tuple(f.name for f in fields)
+    if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+        return tuple(cls._fields)
+    raise ValueError(f"{cls.__qualname__} is neither a dataclass nor a NamedTuple; "
+                     "give to_wire/from_wire")
 
 
-# --- values <-> bytes -------------------------------------------------------------------------
-
-
-def _default(obj: Any) -> msgpack.ExtType:
-    entry = _BY_CLASS.get(type(obj))
-    if entry is not None:
-        return msgpack.ExtType(EXT_OBJECT, _pack([entry.code, entry.to_wire(obj)]))
-    if type(obj) is tuple:
-        return msgpack.ExtType(EXT_TUPLE, _pack(list(obj)))
-    if type(obj) is frozenset:
-        return msgpack.ExtType(EXT_FROZENSET, _pack(list(obj)))
-    if type(obj) is set:
-        return msgpack.ExtType(EXT_SET, _pack(list(obj)))
-    if type(obj) is int:
-        raise EncodeError(f"integer {obj} is outside msgpack's range (-2**63 .. 2**64-1)")
-    raise EncodeError(f"cannot encode a {type(obj).__qualname__}: register it in sapwood.wire.codec")
-
-
-def _pack(value: Any) -> bytes:
-    # strict_types: tuples and subclasses (NamedTuples, dict subclasses) reach _default instead
-    # of silently becoming plain lists and dicts.
-    # A small starting buffer: the default 256 KiB one costs an mmap per nested call.
-    return msgpack.packb(value, default=_default, strict_types=True, use_bin_type=True,
-                         buf_size=PACK_BUFFER_BYTES)
-
-
-def _ext_hook(code: int, data: bytes) -> Any:
-    if code == EXT_OBJECT:
-        return _decode_object(_unpack(data))
-    if code == EXT_TUPLE:
-        return tuple(_unpack(data))
-    if code == EXT_FROZENSET:
-        return frozenset(_unpack(data))
-    if code == EXT_SET:
-        return set(_unpack(data))
-    raise DecodeError(f"unknown msgpack extension type {code}")
-
-
-def _decode_object(value: Any) -> Any:
-    if not isinstance(value, list) or len(value) != 2:
-        raise DecodeError("malformed object envelope")
-    code, wire = value
-    entry = _BY_CODE.get(code)
-    if entry is None:
-        raise DecodeError(f"unknown wire code {code!r}: the peer knows a message this node does not")
+def _plain_fields(cls: type, names: tuple[str, ...]) -> tuple[bool, ...]:
     try:
-        return entry.from_wire(wire)
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
-        raise DecodeError(f"malformed {entry.cls.__qualname__}: {exc}") from None
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError, AttributeError, SyntaxError):
+        # An annotation only a type checker can resolve: tagging every field is always exact.
+        return (False,) * len(names)
+    return tuple(_is_plain(hints.get(name, Any)) for name in names)
 
 
-def _unpack(data: bytes) -> Any:
-    # Peers are authenticated and Any-typed fields may carry non-string map keys.
-    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+def _is_plain(hint: Any) -> bool:
+    """Whether every value of this type is plain msgpack data that unpacks as itself."""
+    if isinstance(hint, type) and hint in _PLAIN_SCALARS:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return all(_is_plain(arg) for arg in args)
+    if origin is list:
+        return len(args) == 1 and _is_plain(args[0])
+    if origin is dict:
+        key = args[0] if len(args) == 2 else None
+        return isinstance(key, type) and key in _PLAIN_SCALARS and _is_plain(args[1])
+    return False
+
+
+def _field_codec(cls: type, code: int) -> tuple[Encoder, Decoder]:
+    """Straight-line encode and decode functions for one class, generated once at registration
+    (as dataclasses generates __init__): no loop and no type test per field on the hot path."""
+    names = _field_names(cls)
+    plain = _plain_fields(cls, names)
+    params = [f"f{i}" for i in range(len(names))]
+    values = [f"obj.{name}" if is_plain else f"encode_any(obj.{name})"
+              for name, is_plain in zip(names, plain, strict=True)]
+    args = [param if is_plain else f"decode_any({param})"
+            for param, is_plain in zip(params, plain, strict=True)]
+    source = (f"def encode(obj):\n    return [{', '.join([str(code), *values])}]\n"
+              f"def decode(wire):\n    {', '.join(['_code', *params])}, = wire\n"
+              f"    return cls({', '.join(args)})\n")
+    namespace: dict[str, Any] = {"cls": cls, "encode_any": _encode_any, "decode_any": _decode_any}
+    exec(compile(source, f"<wire codec of {cls.__qualname__}>", "exec"), namespace)
+    encode, decode = namespace["encode"], namespace["decode"]
+    encode.__qualname__ = f"encode_{cls.__name__}"
+    decode.__qualname__ = f"decode_{cls.__name__}"
+    return encode, decode
+
+
+def _custom_codec(code: int, to_wire: Callable[[Any], Any], from_wire: Callable[[Any], Any],
+                  plain: bool) -> tuple[Encoder, Decoder]:
+    if plain:
+        def encode(obj: Any) -> list[Any]:
+            return [code, to_wire(obj)]
+
+        def decode(wire: list[Any]) -> Any:
+            _code, value = wire
+            return from_wire(value)
+    else:
+        def encode(obj: Any) -> list[Any]:
+            return [code, _encode_any(to_wire(obj))]
+
+        def decode(wire: list[Any]) -> Any:
+            _code, value = wire
+            return from_wire(_decode_any(value))
+    return encode, decode
+
+
+# --- values <-> plain msgpack data ------------------------------------------------------------
+
+
+def _encode_any(value: Any) -> Any:
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return value
+    encode = _ENCODERS.get(kind)
+    if encode is None:
+        raise EncodeError(f"cannot encode a {kind.__qualname__}: register it in sapwood.wire.codec")
+    return encode(value)
+
+
+def _encode_list(value: list[Any]) -> list[Any]:
+    return [TAG_LIST, *map(_encode_any, value)]
+
+
+def _encode_tuple(value: tuple[Any, ...]) -> list[Any]:
+    return [TAG_TUPLE, *map(_encode_any, value)]
+
+
+def _encode_set(value: set[Any]) -> list[Any]:
+    return [TAG_SET, *map(_encode_any, value)]
+
+
+def _encode_frozenset(value: frozenset[Any]) -> list[Any]:
+    return [TAG_FROZENSET, *map(_encode_any, value)]
+
+
+def _encode_dict(value: dict[Any, Any]) -> dict[Any, Any] | list[Any]:
+    out = {}
+    for key, item in value.items():
+        if type(key) not in _PLAIN_SCALARS:
+            return [TAG_DICT_ITEMS, *map(_encode_any, itertools.chain.from_iterable(value.items()))]
+        out[key] = _encode_any(item)
+    return out
+
+
+def _decode_any(value: Any) -> Any:
+    kind = type(value)
+    if kind is list:
+        try:
+            return _DECODERS[value[0]](value)
+        except DecodeError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise _malformed(value, exc) from None
+    if kind is dict:
+        return {key: _decode_any(item) for key, item in value.items()}
+    return value
+
+
+def _items(wire: list[Any]) -> itertools.islice[Any]:
+    return itertools.islice(wire, 1, None)
+
+
+def _decode_list(wire: list[Any]) -> list[Any]:
+    return [_decode_any(item) for item in _items(wire)]
+
+
+def _decode_tuple(wire: list[Any]) -> tuple[Any, ...]:
+    return tuple(map(_decode_any, _items(wire)))
+
+
+def _decode_set(wire: list[Any]) -> set[Any]:
+    return set(map(_decode_any, _items(wire)))
+
+
+def _decode_frozenset(wire: list[Any]) -> frozenset[Any]:
+    return frozenset(map(_decode_any, _items(wire)))
+
+
+def _decode_dict_items(wire: list[Any]) -> dict[Any, Any]:
+    keys, items = wire[1::2], wire[2::2]
+    return dict(zip(map(_decode_any, keys), map(_decode_any, items), strict=True))
+
+
+def _malformed(wire: list[Any], exc: Exception) -> DecodeError:
+    if not wire:
+        return DecodeError("malformed message: an array without a type code")
+    try:
+        name = _TAG_NAMES.get(wire[0])
+    except TypeError:  # an unhashable head
+        name = None
+    if name is None:
+        return DecodeError(f"unknown wire code {wire[0]!r}: the peer knows a message this node "
+                           "does not")
+    return DecodeError(f"malformed {name}: {exc}")
+
+
+def _register_containers() -> None:
+    containers: tuple[tuple[int, type, Encoder, Decoder], ...] = (
+        (TAG_LIST, list, _encode_list, _decode_list),
+        (TAG_TUPLE, tuple, _encode_tuple, _decode_tuple),
+        (TAG_SET, set, _encode_set, _decode_set),
+        (TAG_FROZENSET, frozenset, _encode_frozenset, _decode_frozenset),
+        (TAG_DICT_ITEMS, dict, _encode_dict, _decode_dict_items),
+    )
+    for tag, kind, encode, decode in containers:
+        _ENCODERS[kind] = encode
+        _DECODERS[tag] = decode
+        _TAG_NAMES[tag] = kind.__qualname__
+
+
+_register_containers()
+
+
+# --- messages <-> bytes -----------------------------------------------------------------------
+
+
+def _refuse_unpackable(obj: Any) -> Any:
+    # msgpack's default=: reached only by a value in a plain-hinted field that is not plain data.
+    kind = type(obj)
+    if kind is int:
+        raise EncodeError(f"integer {obj} is outside msgpack's range (-2**63 .. 2**64-1)")
+    if kind in _ENCODERS:
+        raise EncodeError(f"a {kind.__qualname__} where plain data is promised (None, bool, int, "
+                          "float, str, bytes, lists and dicts of those) by a field's type hint or "
+                          "by plain=True: fix the value or the promise")
+    raise EncodeError(f"cannot encode a {kind.__qualname__}: register it in sapwood.wire.codec")
+
+
+def _refuse_extension(code: int, data: bytes) -> Any:
+    raise DecodeError(f"unknown msgpack extension type {code}")
 
 
 def encode_message(msg: Any) -> bytes:
     """A registered message -> msgpack bytes. EncodeError for anything unregistered inside."""
-    if type(msg) not in _BY_CLASS:
+    entry = _BY_CLASS.get(type(msg))
+    if entry is None:
         raise EncodeError(f"{type(msg).__qualname__} is not a registered message")
     try:
-        return _pack(msg)
+        # strict_types: a tuple or a list subclass in a plain field reaches _refuse_unpackable
+        # instead of silently becoming a list.
+        return msgpack.packb(entry.encode(msg), default=_refuse_unpackable, strict_types=True,
+                             use_bin_type=True, buf_size=PACK_BUFFER_BYTES)
     except EncodeError:
         raise
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise EncodeError(f"cannot encode {type(msg).__qualname__}: {exc}") from None
 
 
 def decode_message(data: bytes) -> Any:
     """msgpack bytes -> the registered message they encode. DecodeError for anything else."""
     try:
-        msg = _unpack(data)
+        # Peers are authenticated and Any-typed fields may carry non-string map keys.
+        msg = _decode_any(msgpack.unpackb(data, ext_hook=_refuse_extension, raw=False,
+                                          strict_map_key=False))
     except DecodeError:
         raise
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
@@ -379,7 +540,9 @@ SECRET_HINT = ("every node of a cluster needs the same secret: copy cluster.secr
 
 
 def _register_core() -> None:
-    register(kvobject.KVObject, 1, to_wire=kvobject.to_wire, from_wire=kvobject.from_wire)
+    # The object travels as kvobject.to_wire gives it (as stored), which is all plain data.
+    register(kvobject.KVObject, 1, to_wire=kvobject.to_wire, from_wire=kvobject.from_wire,
+             plain=True)
     register(kvobject.Metadata, 2)
     register(Dot, 3)
     register(BKey, 4)
@@ -402,4 +565,25 @@ def _register_core() -> None:
         register(cls, code)
 
 
+def _register_consensus() -> None:
+    em = ensemble_messages
+    register(consensus.NoOp, 121, to_wire=lambda _: [], from_wire=lambda _: consensus.NoOp())
+    for code, cls in (
+        (100, em.EnsembleEnvelope), (101, em.EnsembleCall), (102, em.EnsembleAnswer),
+        (103, em.EnsemblePersisted), (104, em.EnsembleRetireQuery), (105, em.EnsembleRetired),
+        (110, consensus.VoteRequest), (111, consensus.VoteResponse),
+        (112, consensus.AppendEntries), (113, consensus.AppendResponse),
+        (114, consensus.Heartbeat), (115, consensus.HeartbeatResponse),
+        (116, consensus.InstallSnapshot), (117, consensus.SnapshotResponse),
+        (120, consensus.Entry), (122, consensus.Reconfigure), (123, consensus.Put),
+        (124, consensus.Delete), (125, consensus.Get), (126, consensus.Version),
+        (127, consensus.SnapshotMeta), (128, consensus.AddMember), (129, consensus.RemoveMember),
+        (130, consensus.Ok), (131, consensus.Absent), (132, consensus.Precondition),
+        (133, consensus.NotLeader), (134, consensus.Unavailable), (135, consensus.Indeterminate),
+        (136, consensus.Invalid), (137, consensus.TooLarge), (138, consensus.ConfigApplied),
+    ):
+        register(cls, code)
+
+
 _register_core()
+_register_consensus()
