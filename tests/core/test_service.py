@@ -146,3 +146,19 @@ def test_index_query_pages_through_every_match(net: Net) -> None:
         if continuation is None:
             break
     assert seen == [f"k{i:02d}" for i in range(5, 20)]
+
+
+def test_too_few_reachable_replicas_answer_at_once(net: Net) -> None:
+    """With two of three nodes down, a read needing r=3 and a write needing w=3 fail at once
+    (Riak's "insufficient vnodes") instead of waiting for a timeout that is never armed."""
+    key = BKey("default", "b", "k")
+    net.ok("a@h", PutRequest(key, b"v"))
+    net.down.update({"b@h", "c@h"})
+    req = net.submit("a@h", GetRequest(key, r=3))
+    net.run()
+    (result,) = net.replies[req]
+    assert isinstance(result, Unavailable) and "R-value unsatisfied" in result.message
+    req = net.submit("a@h", PutRequest(key, b"v2", w=3))
+    net.run()
+    (result,) = net.replies[req]
+    assert isinstance(result, Unavailable) and "W-value unsatisfied" in result.message

@@ -91,6 +91,7 @@ class GetCoordinator:
         self.quorum = GetQuorum(
             n=quorums.n, r=quorums.r, pr=quorums.pr, notfound_ok=quorums.notfound_ok,
             basic_quorum=quorums.basic_quorum, primaries=sum(e.primary for e in preflist),
+            asked=len(preflist),
         )
         self._primary = {e.partition: e.primary for e in preflist}
         self._node_of = {e.partition: e.node for e in preflist}
@@ -100,6 +101,10 @@ class GetCoordinator:
         return self.phase is Phase.DONE
 
     def start(self, now_ms: int) -> list[Effect]:
+        if self.quorum.verdict() is Verdict.FAILED:
+            # Fewer replicas reachable than R (or PR): say so now rather than at the timeout.
+            self.phase = Phase.DONE
+            return [Reply(self.req_id, Unavailable(self.quorum.reason))]
         effects: list[Effect] = [
             Send(e.node, Fetch(self.req_id, self.node, e.partition, self.bkey)) for e in self.preflist
         ]
@@ -212,7 +217,7 @@ class PutCoordinator:
         self.obj: KVObject | None = None
         self.quorum = PutQuorum(
             n=quorums.n, w=quorums.w, dw=max(quorums.dw, 1), pw=quorums.pw,
-            primaries=sum(e.primary for e in preflist),
+            primaries=sum(e.primary for e in preflist), asked=len(preflist),
         )
         self._primary = {e.partition: e.primary for e in preflist}
         local = [e for e in preflist if e.node == node]

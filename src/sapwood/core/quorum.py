@@ -26,6 +26,7 @@ class GetQuorum:
     notfound_ok: bool
     basic_quorum: bool
     primaries: int
+    asked: int = -1  # replicas the request went to (fewer than n when nodes are down); -1: n
     found: int = 0
     notfound: int = 0
     errors: int = 0
@@ -63,8 +64,9 @@ class GetQuorum:
         majority = self.n // 2 + 1
         if self.basic_quorum and not self.notfound_ok and self.notfound >= majority:
             return Verdict.NOTFOUND
-        if failed > self.n - self.r or self.replies >= self.n:
-            if self.errors == 0 and self.found == 0:
+        asked = self.n if self.asked < 0 else self.asked
+        if failed > asked - self.r or self.replies >= asked:
+            if self.errors == 0 and self.found == 0 and self.notfound > 0:
                 return Verdict.NOTFOUND
             self.reason = f"R-value unsatisfied: {counted}/{self.r}"
             return Verdict.FAILED
@@ -78,6 +80,7 @@ class PutQuorum:
     dw: int
     pw: int
     primaries: int
+    asked: int = -1  # replicas the write went to (fewer than n when nodes are down); -1: n
     acked: set[int] = field(default_factory=set)
     durable: set[int] = field(default_factory=set)
     primary_acked: set[int] = field(default_factory=set)
@@ -107,7 +110,7 @@ class PutQuorum:
             and len(self.primary_acked) >= self.pw
         ):
             return Verdict.OK
-        possible = self.n - len(self.failed)
+        possible = (self.n if self.asked < 0 else self.asked) - len(self.failed)
         if self.primaries < self.pw or self.primaries - self.primary_failed < self.pw:
             self.reason = f"PW-value unsatisfied: {len(self.primary_acked)}/{self.pw}"
             return Verdict.FAILED
