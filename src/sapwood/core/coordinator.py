@@ -73,12 +73,12 @@ def timer_key(req_id: int) -> tuple[str, int]:
     return ("request", req_id)
 
 
-class GetCoordinator:
-    """Fetch from all N replicas, answer at R, then read-repair the replicas that were behind."""
+class _KeyCoordinator:
+    """What every single-key request knows: who asked, for which key, of which replicas."""
 
     def __init__(
         self, req_id: int, node: str, bkey: BKey, preflist: list[PreflistEntry],
-        quorums: Quorums, mode: WriteMode, timeout_ms: int,
+        mode: WriteMode, timeout_ms: int,
     ) -> None:
         self.req_id = req_id
         self.node = node
@@ -86,6 +86,17 @@ class GetCoordinator:
         self.preflist = preflist
         self.mode = mode
         self.timeout_ms = timeout_ms
+        self._primary = {e.partition: e.primary for e in preflist}
+
+
+class GetCoordinator(_KeyCoordinator):
+    """Fetch from all N replicas, answer at R, then read-repair the replicas that were behind."""
+
+    def __init__(
+        self, req_id: int, node: str, bkey: BKey, preflist: list[PreflistEntry],
+        quorums: Quorums, mode: WriteMode, timeout_ms: int,
+    ) -> None:
+        super().__init__(req_id, node, bkey, preflist, mode, timeout_ms)
         self.phase = Phase.COLLECTING
         self.replies: dict[int, KVObject | None] = {}
         self.quorum = GetQuorum(
@@ -93,7 +104,6 @@ class GetCoordinator:
             basic_quorum=quorums.basic_quorum, primaries=sum(e.primary for e in preflist),
             asked=len(preflist),
         )
-        self._primary = {e.partition: e.primary for e in preflist}
         self._node_of = {e.partition: e.node for e in preflist}
 
     @property
@@ -193,7 +203,7 @@ class PutPhase(Enum):
     DONE = "done"
 
 
-class PutCoordinator:
+class PutCoordinator(_KeyCoordinator):
     """Apply the write at one vnode (which mints the dot), replicate to the rest, count W/DW/PW."""
 
     def __init__(
@@ -202,12 +212,7 @@ class PutCoordinator:
         value: bytes, meta: Metadata, context: dict[bytes, int], return_body: bool,
         update: CoordinateUpdate | None = None,
     ) -> None:
-        self.req_id = req_id
-        self.node = node
-        self.bkey = bkey
-        self.preflist = preflist
-        self.mode = mode
-        self.timeout_ms = timeout_ms
+        super().__init__(req_id, node, bkey, preflist, mode, timeout_ms)
         self.value = value
         self.meta = meta
         self.context = context
@@ -219,7 +224,6 @@ class PutCoordinator:
             n=quorums.n, w=quorums.w, dw=max(quorums.dw, 1), pw=quorums.pw,
             primaries=sum(e.primary for e in preflist), asked=len(preflist),
         )
-        self._primary = {e.partition: e.primary for e in preflist}
         local = [e for e in preflist if e.node == node]
         self.coordinating = (local or preflist)[0]
 
