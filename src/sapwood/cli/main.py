@@ -203,9 +203,11 @@ def ping(node_url: str) -> None:
 def _register_groups() -> None:
     from sapwood.cli.cluster import cluster
     from sapwood.cli.devrel import devrel
+    from sapwood.cli.ensemble import ensemble
 
     main.add_command(cluster)
     main.add_command(devrel)
+    main.add_command(ensemble)
 
 
 _register_groups()

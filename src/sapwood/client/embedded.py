@@ -325,7 +325,8 @@ class EmbeddedTransport:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            service = self._driver().service
+            driver = self._driver()
+            service = driver.service
             return {
                 "nodename": service.node,
                 "riak_kv_version": RIAK_KV_VERSION,
@@ -333,6 +334,7 @@ class EmbeddedTransport:
                 "ring_num_partitions": service.ring.size,
                 "requests": dict(service.stats.requests),
                 "errors": dict(service.stats.errors),
+                "ensembles": driver.core.ensembles.stats(),
             }
 
     def close(self) -> None:

@@ -12,7 +12,11 @@ from typing import Any
 
 from sapwood.core import membership as ms
 from sapwood.core.backend import Backend
+from sapwood.core.consensus import RaftConfig
 from sapwood.core.effects import Effect, Flush, Reply, Send, SetTimer
+from sapwood.core.ensemble_groups import RingView
+from sapwood.core.ensemble_messages import ENSEMBLE_MESSAGES, is_ensemble_timer
+from sapwood.core.ensembles import ENSEMBLE_RAFT_CONFIG, EnsembleHost
 from sapwood.core.errors import BadRequest, SapwoodError, Unavailable, error_from_status
 from sapwood.core.failure import FailureDetector, Ping
 from sapwood.core.handoff import HINTED_IDLE_MS as DEFAULT_HINTED_IDLE_MS
@@ -26,9 +30,9 @@ from sapwood.core.handoff import (
 from sapwood.core.kvobject import decode as decode_object
 from sapwood.core.membership import ClusterState, Member, Status
 from sapwood.core.metadata import ClusterMetadata
-from sapwood.core.requests import Request
+from sapwood.core.requests import DeleteRequest, GetRequest, PutRequest, Request
 from sapwood.core.ring import Ring, decode_bkey
-from sapwood.core.service import KVService
+from sapwood.core.service import KVService, check_bkey
 
 GOSSIP_INTERVAL_MS = 1_000
 HANDOFF_TICK_MS = 1_000
@@ -83,6 +87,8 @@ class ClusterConfig:
     ring_size: int = 64
     target_n_val: int = 4
     hinted_idle_ms: int = DEFAULT_HINTED_IDLE_MS
+    # Timing of consistent groups: every node of a cluster must use the same values.
+    raft: RaftConfig = ENSEMBLE_RAFT_CONFIG
 
 
 class ClusterNode:
@@ -105,6 +111,9 @@ class ClusterNode:
         self.ownership_done: set[tuple[int, str]] = set()
         self.addresses: dict[str, str] = {}
         self.pending_admin: dict[int, int] = {}  # req_id -> deadline
+        self.ensembles = EnsembleHost(name, backend, rng, _ring_view(self.state),
+                                      self.detector.is_up, config.raft, incarnation)
+        self.ensembles.ring_confirmed = len(self.state.active_members) == 1
         self.now_ms = 0
         self._outbox: list[Effect] = []
 
@@ -112,8 +121,10 @@ class ClusterNode:
 
     def start(self, now_ms: int) -> list[Effect]:
         self.now_ms = now_ms
+        with self.backend.batch():
+            restarted = self.ensembles.start(now_ms)
         return [*self.detector.start(now_ms), SetTimer(("gossip",), now_ms + GOSSIP_INTERVAL_MS),
-                SetTimer(("handoff-tick",), now_ms + HANDOFF_TICK_MS)]
+                SetTimer(("handoff-tick",), now_ms + HANDOFF_TICK_MS), *restarted]
 
     def submit(self, req_id: int, request: Request | AdminRequest, now_ms: int) -> list[Effect]:
         with self.backend.batch():
@@ -128,7 +139,22 @@ class ClusterNode:
         self.now_ms = now_ms
         if isinstance(request, AdminRequest):
             return self._admin(req_id, request, now_ms)
+        if isinstance(request, GetRequest | PutRequest | DeleteRequest):
+            props = self._consistent_props(request)
+            if props is not None:
+                self.kv.stats.count(type(request).__name__)
+                return self.ensembles.submit(req_id, request, props, now_ms)
         return self.kv.submit(req_id, request, now_ms)
+
+    def _consistent_props(self, request: GetRequest | PutRequest | DeleteRequest
+                          ) -> dict[str, Any] | None:
+        """The bucket's props when `request` is on a consistent bucket."""
+        try:
+            check_bkey(request.bkey)
+            props = self.metadata.bucket_props(request.bkey.type, request.bkey.bucket)
+        except SapwoodError:
+            return None  # the KV path answers with the same error
+        return props if props.get("consistent") else None
 
     def on_message(self, sender: str, msg: Any, now_ms: int) -> list[Effect]:
         with self.backend.batch():
@@ -139,7 +165,9 @@ class ClusterNode:
         self.now_ms = now_ms
         self.detector.heard(sender, now_ms)
         if isinstance(msg, Ping):
-            return []
+            # Members ping members; a node that is not in our peer set (one that has left and
+            # still hands data off) hears from us only if we answer.
+            return [] if sender in self.peers() else [Send(sender, Ping(self.name))]
         if isinstance(msg, Gossip):
             return self._on_gossip(msg, now_ms)
         if isinstance(msg, HandoffBatch):
@@ -152,6 +180,8 @@ class ClusterNode:
             return self._on_admin_forward(msg)
         if isinstance(msg, AdminReply):
             return self._on_admin_reply(msg)
+        if isinstance(msg, ENSEMBLE_MESSAGES):
+            return self.ensembles.on_message(sender, msg, now_ms)
         return self.kv.on_message(msg, now_ms)
 
     def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
@@ -176,6 +206,8 @@ class ClusterNode:
             if self.pending_admin.pop(key[1], None) is not None:
                 return [Reply(key[1], Unavailable("the claimant did not answer in time"))]
             return []
+        if is_ensemble_timer(key):
+            return self.ensembles.on_timer(key, now_ms)
         return self.kv.on_timer(key, now_ms)
 
     def is_up(self, node: str) -> bool:
@@ -203,6 +235,7 @@ class ClusterNode:
             }
             self.kv.ring = Ring(state.owners)
         self.state = state
+        self.ensembles.set_ring(_ring_view(state))
         self.backend.meta_put(STATE_KEY, _pack(ms.state_to_wire(state)))
 
     def _change(self, state: ClusterState) -> list[Effect]:
@@ -234,6 +267,9 @@ class ClusterNode:
         if theirs.cluster_name != self.state.cluster_name:
             return []
         meta_changed = self._merge_metadata(msg.metadata)
+        # A restarted node's ring may be old: its consistent groups found new members only once
+        # a peer has told it the current one.
+        self.ensembles.ring_confirmed = True
         if theirs.newer_than(self.state):
             self._adopt(theirs)
             return []
@@ -298,6 +334,11 @@ class ClusterNode:
         target, address = args
         if target == self.name:
             return [Reply(req_id, BadRequest("a node cannot join itself"))]
+        if self.ensembles.has_state():
+            # Its consistent groups would clash with the cluster's groups of the same names.
+            return [Reply(req_id, BadRequest(
+                f"{self.name} holds data of consistent bucket types; only a node without "
+                "consistent data can join a cluster"))]
         if len(self.state.active_members) > 1:
             return [Reply(req_id, BadRequest(
                 f"{self.name} is already in a cluster of {len(self.state.active_members)} "
@@ -379,6 +420,8 @@ class ClusterNode:
             and (p, future[p]) not in self.ownership_done
         ]
         for partition in self.backend.partitions():
+            if partition >= len(owners):
+                continue  # not a ring partition (consistent groups keep their state there)
             if owners[partition] != self.name and future[partition] != self.name:
                 out.append((partition, owners[partition], Kind.HINTED))
         return out
@@ -394,6 +437,8 @@ class ClusterNode:
                 break
             if self.handoff.busy(partition) or not self.is_up(target):
                 continue
+            if kind is Kind.OWNERSHIP and self.ensembles.holds(partition):
+                continue  # its consistent groups must replace this node's member first
             if kind is Kind.HINTED and self._recently_written(partition, now_ms):
                 continue
             effects += self.handoff.start(partition, target, kind, now_ms)
@@ -459,6 +504,10 @@ class ClusterNode:
                 "completed_recently": self.handoff.completed[-10:],
             },
         }
+
+
+def _ring_view(state: ClusterState) -> RingView:
+    return RingView(state.owners, state.next_owners)
 
 
 def _staged(state: ClusterState) -> list[list[str]]:

@@ -26,8 +26,9 @@ from sapwood.core.coordinator import (
 from sapwood.core.coverage import CoverageCoordinator, plan_coverage
 from sapwood.core.datatypes import StateCache
 from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
+from sapwood.core.ensemble_objects import refuse_consistent_context
 from sapwood.core.errors import BadRequest, Conflict, SapwoodError
-from sapwood.core.index import check_index_count
+from sapwood.core.index import IndexQuery, check_index_count
 from sapwood.core.kvobject import DecodeCache, Metadata, check_value_size
 from sapwood.core.messages import (
     CoordinatePutReply,
@@ -51,6 +52,12 @@ from sapwood.core.ring import BKey, PreflistEntry, Ring
 from sapwood.core.vnode import Vnode
 
 Coordinator = GetCoordinator | PutCoordinator | DeleteCoordinator | CoverageCoordinator
+# Consistent buckets keep their objects in their groups' registers, which no coverage plan folds.
+_CONSISTENT_COVERAGE: dict[type, str] = {
+    ListKeys: "listing keys is not supported on consistent bucket types",
+    ListBuckets: "listing buckets is not supported on consistent bucket types",
+    IndexQuery: "secondary indexes are not supported on consistent bucket types",
+}
 _REPLIES = frozenset({FetchReply, CoordinatePutReply, StoreAck, FoldReply})
 
 
@@ -150,6 +157,13 @@ class KVService:
             return self._coverage(req_id, request)
         check_bkey(request.bkey)
         props = self.metadata.bucket_props(request.bkey.type, request.bkey.bucket)
+        if props.get("consistent"):
+            if isinstance(request, UpdateRequest):
+                raise BadRequest(f"bucket type {request.bkey.type!r} is consistent: data types "
+                                 "and counters are not supported on consistent bucket types")
+            # ClusterNode routes these to its consistent groups; the KV path must never serve
+            # them (it would answer without consensus).
+            raise SapwoodError("consistent buckets are served by the node's consistent groups")
         n = props["n_val"]
         mode = WriteMode(props["allow_mult"], props["last_write_wins"], props["delete_mode"])
         preflist = self.preflist(request.bkey, n)
@@ -159,6 +173,7 @@ class KVService:
                                   self._read_quorums(request, props), mode, timeout)
         if isinstance(request, UpdateRequest):
             return self._update(req_id, request, props, preflist, mode, timeout)
+        refuse_consistent_context(request.context)
         if props.get("datatype") is not None and isinstance(request, PutRequest):
             raise BadRequest(
                 f"bucket type {request.bkey.type!r} holds {props['datatype']} data types: "
@@ -234,10 +249,12 @@ class KVService:
     def _coverage(self, req_id: int, request: CoverageRequest) -> CoverageCoordinator:
         query = request.query
         if isinstance(query, ListBuckets):
-            n_val = self.metadata.active_type(query.bucket_type)["n_val"]
+            props = self.metadata.active_type(query.bucket_type)
         else:
-            bucket = query.bucket
-            n_val = self.metadata.bucket_props(query.bucket_type, bucket)["n_val"]
+            props = self.metadata.bucket_props(query.bucket_type, query.bucket)
+        if props.get("consistent"):
+            raise BadRequest(_CONSISTENT_COVERAGE.get(type(query), _CONSISTENT_COVERAGE[ListKeys]))
+        n_val = props["n_val"]
         plan = plan_coverage(self.ring, n_val, self.is_up)
         return CoverageCoordinator(req_id, self.node, query, plan, _timeout(request.timeout_ms),
                                    request.stream and isinstance(query, ListKeys | ListBuckets))

@@ -53,4 +53,6 @@ def stats_body(node: Node, http: HttpStats) -> dict[str, Any]:
         "sapwood_latency": latency,
         "sapwood_http_requests": dict(http.requests),
         "sapwood_http_responses": dict(http.responses),
+        # Consistent groups: elections won, entries committed, reads served by a leader lease.
+        "sapwood_ensembles": node.core.ensembles.stats(),
     }

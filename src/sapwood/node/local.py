@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +21,13 @@ from sapwood.storage.lmdb import LmdbBackend
 DEFAULT_NODE = "sapwood@127.0.0.1"
 RING_KEY = b"ring"
 INCARNATION_KEY = b"incarnation"
+_CLOCK_ANCHOR_MS = time.time_ns() // 1_000_000 - time.monotonic_ns() // 1_000_000
+
+
+def core_ms() -> int:
+    """The clock a node's core runs on: wall time as of process start, advancing monotonically
+    from there, so clock adjustments never step it (consistent groups' leases rely on that)."""
+    return time.monotonic_ns() // 1_000_000 + _CLOCK_ANCHOR_MS
 
 
 def next_incarnation(backend: LmdbBackend) -> int:
@@ -70,6 +78,29 @@ def open_service(
 
 class ClusterMember(RuntimeError):
     """The data directory is part of a multi-node cluster and cannot be opened embedded."""
+
+
+def open_embedded_node(
+    data_dir: str | Path, node: str = DEFAULT_NODE, ring_size: int = DEFAULT_RING_SIZE
+) -> ClusterNode:
+    """The node core of the embedded store: a one-member cluster over a data directory (the
+    embedded driver runs it; consistent buckets need its groups, not just the KV service)."""
+    backend = LmdbBackend(data_dir)
+    state = load_state(backend)
+    if state is not None and len(state.active_members) > 1:
+        backend.close()
+        raise ClusterMember(
+            f"{data_dir} belongs to a cluster of {len(state.active_members)} members "
+            f"({', '.join(state.active_members)}); serve it with `sapwood start`"
+        )
+    incarnation = next_incarnation(backend)
+    ring = load_ring(backend, node, ring_size)
+    me = Member(node, Status.VALID, "", "")
+    standalone = replace(ClusterState.standalone("sapwood", me, ring.size), owners=ring.owners)
+    if state is not None and state.active_members == [node]:
+        standalone = state
+    config = ClusterConfig(ring_size=ring.size)
+    return ClusterNode(node, backend, incarnation, config, random.Random(), standalone)
 
 
 def open_cluster_node(

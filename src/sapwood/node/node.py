@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from sapwood.core.cluster import AdminRequest, ClusterConfig, ClusterNode
+from sapwood.core.consensus import RaftConfig
 from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
+from sapwood.core.ensembles import ENSEMBLE_RAFT_CONFIG
 from sapwood.core.errors import SapwoodError, Unavailable
 from sapwood.core.requests import CoverageChunk, Request
 from sapwood.core.service import KVService
-from sapwood.node.local import DEFAULT_NODE, open_cluster_node
+from sapwood.node.local import DEFAULT_NODE, core_ms, open_cluster_node
 
 log = logging.getLogger("sapwood.node")
 
@@ -51,6 +53,8 @@ class NodeConfig:
     cluster_name: str = "sapwood"
     secret_file: Path | None = None
     seed: int | None = None  # randomness for gossip peers and timeouts; None: from the OS
+    # Timing of consistent groups; every node of a cluster must run with the same values.
+    ensemble_raft: RaftConfig = ENSEMBLE_RAFT_CONFIG
 
     @property
     def http_url(self) -> str:
@@ -124,7 +128,7 @@ class Node:
         self.config = config
         cluster_config = ClusterConfig(
             cluster_name=config.cluster_name, cluster_addr=config.cluster_addr,
-            http_url=config.http_url, ring_size=config.ring_size,
+            http_url=config.http_url, ring_size=config.ring_size, raft=config.ensemble_raft,
         )
         self.core: ClusterNode = open_cluster_node(
             config.data_dir, config.name, cluster_config, random.Random(config.seed))
@@ -155,7 +159,7 @@ class Node:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters[req_id] = future
         try:
-            self.execute(self.core.submit(req_id, request, wall_ms()))
+            self.execute(self.core.submit(req_id, request, core_ms()))
             result = await future
         finally:
             self._waiters.pop(req_id, None)
@@ -171,7 +175,7 @@ class Node:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._waiters[req_id] = queue
         try:
-            self.execute(self.core.submit(req_id, request, wall_ms()))
+            self.execute(self.core.submit(req_id, request, core_ms()))
             while True:
                 item = await queue.get()
                 if isinstance(item, SapwoodError):
@@ -196,11 +200,11 @@ class Node:
 
     def start(self) -> None:
         """Start the core's timers (heartbeats, gossip, handoff); call once the loop runs."""
-        self.execute(self.core.start(wall_ms()))
+        self.execute(self.core.start(core_ms()))
 
     def deliver(self, sender: str, msg: Any) -> None:
         """A message from `sender` (this node itself for local flush completions)."""
-        self.execute(self.core.on_message(sender, msg, wall_ms()))
+        self.execute(self.core.on_message(sender, msg, core_ms()))
 
     def deliver_to(self, node: str, msg: Any) -> None:
         if node == self.name:
@@ -238,13 +242,13 @@ class Node:
         old = self._timers.pop(timer.key, None)
         if old is not None:
             old.cancel()
-        delay = max(0.0, (timer.at_ms - wall_ms()) / 1000)
+        delay = max(0.0, (timer.at_ms - core_ms()) / 1000)
         loop = asyncio.get_running_loop()
         self._timers[timer.key] = loop.call_later(delay, self._fire, timer.key)
 
     def _fire(self, key: Any) -> None:
         self._timers.pop(key, None)
-        self.execute(self.core.on_timer(key, wall_ms()))
+        self.execute(self.core.on_timer(key, core_ms()))
 
     # --- lifecycle ----------------------------------------------------------------------------
 

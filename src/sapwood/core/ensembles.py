@@ -1,0 +1,601 @@
+"""A node's share of the consistent groups: the Raft replicas it hosts and the client operations
+it coordinates on consistent buckets. Owned by ClusterNode, driven through its doors.
+
+Members. A node hosts member "{p}@{node}" of group g while it owns partition p and p is one of
+g's primaries (after the running plan, if one runs). A member is created on first use (a client
+operation or a message for it) and then lives, its state in the backend, until the group removes
+it. A new member founds the group with the ring's primaries as voters when the ring is settled
+and confirmed by a peer (not one read from disk at a restart); otherwise it joins empty and waits
+to be added. Founding is safe because a member with an empty log gets no vote from a member
+holding entries, and because a partition only changes owner once every group with state on it
+has replaced that member (the partition's handoff waits, see `holds`): the members holding a
+group's committed entries are a majority of voters that are all ring primaries, so fresh
+founders cannot outvote them. (The one gap: two nodes founding a never-used group from ring
+views that differ in two or more of its primaries, which gossip closes within seconds.)
+
+Ring changes. The leader of each group compares its voters with the primaries of the planned
+ring and changes one member at a time: add a missing one (whose node is up), then remove one
+that is leaving. A removed member's node is told (and asks, until told) and then drops it.
+
+Client operations go to a local member of the key's group if there is one (it knows the
+leader), else to the group's primaries; see `ensemble_ops` for retries and timeouts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from sapwood.core.backend import Backend
+from sapwood.core.consensus import (
+    AddMember,
+    ConfigApplied,
+    DurableState,
+    Get,
+    NotLeader,
+    Persist,
+    RaftConfig,
+    RaftReplica,
+    RaftTimer,
+    RemoveMember,
+    Result,
+    Role,
+    TimerKind,
+    Unavailable,
+)
+from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
+from sapwood.core.ensemble_groups import (
+    RingView,
+    group_id,
+    member_node,
+    member_partition,
+    members_under,
+)
+from sapwood.core.ensemble_members import (
+    Call,
+    CallKind,
+    HostCounters,
+    Hosted,
+    RecentKeys,
+    stats_view,
+    status_row,
+)
+from sapwood.core.ensemble_messages import (
+    OP_TIMER,
+    REPLICA_TIMER,
+    TICK_TIMER,
+    ConsistentCommand,
+    EnsembleAnswer,
+    EnsembleCall,
+    EnsembleEnvelope,
+    EnsemblePersisted,
+    EnsembleRetired,
+    EnsembleRetireQuery,
+    op_timer,
+    replica_timer,
+)
+from sapwood.core.ensemble_objects import ConsistentRequest
+from sapwood.core.ensemble_ops import (
+    CALL_TIMEOUT_MS,
+    MAX_ATTEMPTS,
+    MAX_OPEN_OPS,
+    ConsistentOp,
+    Final,
+    OpPhase,
+    judge,
+    minority_refusal,
+    new_op,
+    timed_out,
+    unavailable,
+)
+from sapwood.core.ensemble_storage import MemberStorage, StoredMember, load_members
+from sapwood.core.errors import BadRequest, SapwoodError
+from sapwood.core.errors import Unavailable as UnavailableError
+from sapwood.core.ring import Ring
+
+# Every member of a group must run with the same timing (the lease argument compares one
+# member's lease with another's election timeout), so it is fixed here for all nodes.
+ENSEMBLE_RAFT_CONFIG = RaftConfig(
+    election_timeout_min_ms=1_000, election_timeout_max_ms=2_000, heartbeat_interval_ms=250)
+TICK_MS = 500  # membership changes, retirement queries, suspicion expiry
+SUSPECT_MS = 3_000  # a node that left a call unanswered is asked last for this long
+RECONFIG_TIMEOUT_MS = 10_000  # a membership change not answered by then is tried afresh
+MAX_HOSTED_MEMBERS = 16_384  # members one node hosts (ring partitions x n_vals in use)
+MAX_OPEN_CALLS = 20_000  # replica requests awaiting their answer on one node
+REMEMBERED_CALLS = 4_096  # calls from other nodes remembered, so a duplicate is run only once
+
+
+class EnsembleHost:
+    def __init__(self, node: str, backend: Backend, rng: random.Random, ring: RingView,
+                 is_up: Callable[[str], bool], config: RaftConfig = ENSEMBLE_RAFT_CONFIG,
+                 incarnation: int = 0) -> None:
+        self.node = node
+        self.backend = backend
+        self.rng = rng
+        self.config = config
+        self.is_up = is_up
+        self.ring = ring
+        self._hash_ring = Ring(ring.owners)
+        self.hosted: dict[tuple[str, str], Hosted] = {}
+        self.ops: dict[int, ConsistentOp] = {}
+        self.calls: dict[int, Call] = {}
+        self.leaders: dict[str, str] = {}  # group -> the member that last answered as leader
+        self.suspects: dict[str, int] = {}  # node -> until when it is asked last
+        self.reconfiguring: dict[str, int] = {}  # group -> call id of its change in flight
+        self.counters = HostCounters()
+        self.now_ms = 0
+        # Call ids never repeat across restarts (incarnations), so the members of other nodes
+        # can tell a duplicated call from a new one.
+        self._call_ids = itertools.count((incarnation << 32) + 1)
+        self._seen_calls = RecentKeys(REMEMBERED_CALLS)
+        self._generations = itertools.count(1)
+        self._queue: deque[tuple[Hosted, list[Any]]] = deque()
+        self._out: list[Effect] = []
+        self._flushes: dict[tuple[str, str], EnsemblePersisted] = {}
+        self._ticking = False
+        self._started = False
+        # Whether the ring is known to be current (not one read from disk at a restart): only
+        # then may new members be created, since a founder takes its voters from the ring.
+        self.ring_confirmed = False
+        for stored in load_members(backend):
+            self._restore(stored)
+
+    # --- doors (called by ClusterNode) --------------------------------------------------------
+
+    def start(self, now_ms: int) -> list[Effect]:
+        """Restart every member found in storage."""
+        self.now_ms = now_ms
+        self._start_restored()
+        return self._finish()
+
+    def _start_restored(self) -> None:
+        # Also done by the first event, for drivers that deliver events before `start`.
+        if self._started:
+            return
+        self._started = True
+        for hosted in list(self.hosted.values()):
+            self._queue.append((hosted, hosted.replica.start(self.now_ms)))
+        if self.hosted:
+            self._arm_tick()
+
+    def submit(self, req_id: int, request: ConsistentRequest, props: dict[str, Any],
+               now_ms: int) -> list[Effect]:
+        self.now_ms = now_ms
+        self._start_restored()
+        self.counters.count(type(request).__name__)
+        try:
+            op = self._new_op(req_id, request, props["n_val"])
+        except SapwoodError as exc:
+            self.counters.count("refused")
+            return [Reply(req_id, exc)]
+        refusal = self._quorum_refusal(op)
+        if refusal is not None:
+            self.counters.count("unavailable")
+            return [Reply(req_id, refusal)]
+        self.ops[req_id] = op
+        self._attempt(op, None)
+        return self._finish()
+
+    def on_message(self, sender: str, msg: Any, now_ms: int) -> list[Effect]:
+        self.now_ms = now_ms
+        self._start_restored()
+        if isinstance(msg, EnsembleEnvelope):
+            self._deliver(msg.group, msg.from_member, msg.to_member, msg.msg)
+        elif isinstance(msg, EnsemblePersisted):
+            self._persisted(msg)
+        elif isinstance(msg, EnsembleCall):
+            self._on_call(msg)
+        elif isinstance(msg, EnsembleAnswer):
+            self._answered(msg.call_id, msg.result)
+        elif isinstance(msg, EnsembleRetireQuery):
+            self._on_retire_query(sender, msg)
+        elif isinstance(msg, EnsembleRetired):
+            self._on_retired(msg)
+        return self._finish()
+
+    def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
+        self.now_ms = now_ms
+        self._start_restored()
+        if key[0] == REPLICA_TIMER:
+            _, group, member, kind = key
+            hosted = self.hosted.get((group, member))
+            if hosted is not None:
+                timer = RaftTimer(group, TimerKind(kind))
+                self._queue.append((hosted, hosted.replica.on_timer(timer, now_ms)))
+        elif key[0] == OP_TIMER:
+            self._op_timer(key[1])
+        elif key == TICK_TIMER:
+            self._tick()
+        return self._finish()
+
+    def set_ring(self, ring: RingView) -> None:
+        """The node adopted a new ring (membership changes follow at the next tick)."""
+        if ring.owners != self.ring.owners:
+            self._hash_ring = Ring(ring.owners)
+        self.ring = ring
+
+    # --- views --------------------------------------------------------------------------------
+
+    def holds(self, partition: int) -> bool:
+        """Whether a member on `partition` is still here: its group must replace it before the
+        partition may change owner."""
+        return any(member_partition(h.member) == partition for h in self.hosted.values())
+
+    def has_state(self) -> bool:
+        return any(h.storage.wrote for h in self.hosted.values())
+
+    def status(self) -> list[dict[str, Any]]:
+        return [status_row(h, self.ring, self.now_ms) for _, h in sorted(self.hosted.items())]
+
+    def stats(self) -> dict[str, Any]:
+        return stats_view(self.counters, list(self.hosted.values()), len(self.ops))
+
+    # --- effects ------------------------------------------------------------------------------
+
+    def _finish(self) -> list[Effect]:
+        """Run every queued replica effect (local members talk here, synchronously), then ask
+        for one flush per member that wrote."""
+        while self._queue:
+            hosted, effects = self._queue.popleft()
+            key = (hosted.group, hosted.member)
+            for effect in effects:
+                if self.hosted.get(key) is not hosted:
+                    break  # retired meanwhile: nothing of it may be written or sent
+                self._perform(hosted, effect)
+        out = self._out
+        out += [Flush(self.node, done) for done in self._flushes.values()]
+        self._out = []
+        self._flushes = {}
+        return out
+
+    def _perform(self, hosted: Hosted, effect: Any) -> None:
+        if isinstance(effect, Send):
+            self._send_raft(hosted, effect.to, effect.msg)
+        elif isinstance(effect, Reply):
+            self._answered(effect.req_id, effect.result)
+        elif isinstance(effect, Persist):
+            hosted.storage.apply(effect)
+            self._flushes[(hosted.group, hosted.member)] = EnsemblePersisted(
+                hosted.group, hosted.member, hosted.generation, effect.token)
+        elif isinstance(effect, SetTimer):
+            key = replica_timer(hosted.group, hosted.member, effect.key.kind)
+            self._out.append(SetTimer(key, effect.at_ms))
+        elif isinstance(effect, CancelTimer):
+            self._out.append(CancelTimer(replica_timer(hosted.group, hosted.member,
+                                                       effect.key.kind)))
+
+    def _send_raft(self, hosted: Hosted, to: str, msg: Any) -> None:
+        node = member_node(to)
+        if node == self.node:
+            self._deliver(hosted.group, hosted.member, to, msg)
+        else:
+            self._out.append(Send(node, EnsembleEnvelope(hosted.group, hosted.member, to, msg)))
+
+    def _deliver(self, group: str, sender: str, to: str, msg: Any) -> None:
+        hosted = self._ensure(group, to)
+        if hosted is not None:
+            self._queue.append((hosted, hosted.replica.on_message(sender, msg, self.now_ms)))
+
+    def _persisted(self, msg: EnsemblePersisted) -> None:
+        hosted = self.hosted.get((msg.group, msg.member))
+        if hosted is not None and hosted.generation == msg.generation:
+            self._queue.append((hosted, hosted.replica.on_persisted(msg.token, self.now_ms)))
+
+    def _arm_tick(self) -> None:
+        if not self._ticking:
+            self._ticking = True
+            self._out.append(SetTimer(TICK_TIMER, self.now_ms + TICK_MS))
+
+    # --- members ------------------------------------------------------------------------------
+
+    def _restore(self, stored: StoredMember) -> None:
+        snapshot = stored.durable.snapshot
+        committed = snapshot.meta.members if snapshot is not None else stored.peers
+        self._host(stored.group, stored.member, stored.peers, stored.durable, stored.storage,
+                   committed)
+
+    def _host(self, group: str, member: str, peers: tuple[str, ...], durable: DurableState,
+              storage: MemberStorage, committed: tuple[str, ...]) -> Hosted:
+        hosted = Hosted(group, member, storage, next(self._generations), committed)
+        hosted.replica = RaftReplica(group, member, peers, random.Random(self.rng.getrandbits(64)),
+                                     self.config, durable, hosted.observe)
+        self.hosted[(group, member)] = hosted
+        return hosted
+
+    def _ensure(self, group: str, member: str) -> Hosted | None:
+        """The hosted member, created if this node should host it (None if it should not)."""
+        hosted = self.hosted.get((group, member))
+        if hosted is not None:
+            return hosted
+        if not self.ring_confirmed or member_node(member) != self.node:
+            return None
+        if len(self.hosted) >= MAX_HOSTED_MEMBERS:
+            return None
+        try:
+            future = members_under(group, self.ring.future)
+        except (BadRequest, IndexError):
+            return None
+        if member not in future:
+            return None  # a member on its way out is never created anew
+        peers = future if self.ring.settled else ()
+        storage = MemberStorage(self.backend, group, member)
+        storage.found(peers)
+        hosted = self._host(group, member, peers, DurableState(), storage, peers)
+        self._queue.append((hosted, hosted.replica.start(self.now_ms)))
+        self._arm_tick()
+        return hosted
+
+    def _retire(self, hosted: Hosted) -> None:
+        """The group no longer counts on this member: drop it and its state."""
+        key = (hosted.group, hosted.member)
+        if self.hosted.get(key) is not hosted:
+            return
+        del self.hosted[key]
+        hosted.storage.destroy()
+        self.counters.absorb(hosted.replica.stats)
+        self.counters.members_retired += 1
+        for kind in TimerKind:
+            self._out.append(CancelTimer(replica_timer(hosted.group, hosted.member, kind)))
+        for call_id, call in list(self.calls.items()):
+            if call.group == hosted.group and call.member == hosted.member:
+                self._answered(call_id, NotLeader(None))
+
+    # --- client operations --------------------------------------------------------------------
+
+    def _new_op(self, req_id: int, request: ConsistentRequest, n_val: int) -> ConsistentOp:
+        if len(self.ops) >= MAX_OPEN_OPS:
+            raise UnavailableError(f"too many consistent operations in flight on {self.node} "
+                                   f"(limit MAX_OPEN_OPS={MAX_OPEN_OPS})")
+        group = group_id(self._hash_ring.first_partition(request.bkey), n_val)
+        return new_op(req_id, request, group, self.now_ms)
+
+    def _quorum_refusal(self, op: ConsistentOp) -> UnavailableError | None:
+        """Refuse at once when this node sees most of the group's nodes down."""
+        members = members_under(op.group, self.ring.owners)
+        return minority_refusal(op, members, [m for m in members if self.is_up(member_node(m))])
+
+    def _attempt(self, op: ConsistentOp, hint: str | None) -> None:
+        """Ask the most promising member, or pause if none is reachable."""
+        if op.attempts >= MAX_ATTEMPTS:
+            self._end(op, unavailable(op, f"asked {op.attempts} members without an answer "
+                                          f"(limit MAX_ATTEMPTS); last: {op.last_problem}"))
+            return
+        target = self._choose(op, hint)
+        hosted = None
+        if target is not None and member_node(target) == self.node:
+            hosted = self._ensure(op.group, target)
+            if hosted is None:
+                op.avoid.add(target)
+                target = None
+        if target is None or len(self.calls) >= MAX_OPEN_CALLS:
+            self._pause(op)
+            return
+        op.attempts += 1
+        op.target, op.phase = target, OpPhase.ASKING
+        call_id = next(self._call_ids)
+        op.call_id = call_id
+        self.calls[call_id] = Call(CallKind.CLIENT_OP, op.group, target, req_id=op.req_id,
+                                   started_ms=self.now_ms)
+        if hosted is not None:
+            op.remote = False
+            self._call_replica(hosted, call_id, op.command)
+        else:
+            op.remote = True
+            op.call_deadline_ms = self.now_ms + CALL_TIMEOUT_MS
+            call = EnsembleCall(call_id, self.node, op.group, target, op.command)
+            self._out.append(Send(member_node(target), call))
+        # Answers are handled after this (a local member's too), so the timer always goes first.
+        self._out.append(SetTimer(op_timer(op.req_id), op.next_wake_ms(self.now_ms)))
+
+    def _choose(self, op: ConsistentOp, hint: str | None) -> str | None:
+        local = [h for (g, _), h in self.hosted.items() if g == op.group]
+        candidates = [hint, self.leaders.get(op.group)]
+        candidates += [h.replica.leader_id for h in local] + [h.member for h in local]
+        primaries = list(dict.fromkeys(members_under(op.group, self.ring.owners)
+                                       + members_under(op.group, self.ring.future)))
+        turn = op.attempts % len(primaries)
+        candidates += primaries[turn:] + primaries[:turn]
+        for member in candidates:
+            if member is not None and member not in op.avoid and self._reachable(member):
+                return member
+        return None
+
+    def _reachable(self, member: str) -> bool:
+        node = member_node(member)
+        if node == self.node:
+            return True
+        return self.is_up(node) and self.suspects.get(node, 0) <= self.now_ms
+
+    def _call_replica(self, hosted: Hosted, call_id: int, command: ConsistentCommand) -> None:
+        replica = hosted.replica
+        if isinstance(command, Get):
+            effects = replica.read(call_id, command.key, self.now_ms)
+        else:
+            effects = replica.propose(call_id, command, self.now_ms)
+        self._queue.append((hosted, effects))
+
+    def _pause(self, op: ConsistentOp) -> None:
+        op.phase, op.target, op.call_id = OpPhase.PAUSED, None, None
+        self._out.append(SetTimer(op_timer(op.req_id), op.next_wake_ms(self.now_ms)))
+
+    def _end(self, op: ConsistentOp, answer: Any) -> None:
+        self.ops.pop(op.req_id, None)
+        if op.call_id is not None:
+            self.calls.pop(op.call_id, None)
+        op.phase = OpPhase.DONE
+        failed = isinstance(answer, UnavailableError)
+        self.counters.count("unavailable" if failed else "answered")
+        self._out += [Reply(op.req_id, answer), CancelTimer(op_timer(op.req_id))]
+
+    def _op_timer(self, req_id: int) -> None:
+        op = self.ops.get(req_id)
+        if op is None:
+            return
+        now = self.now_ms
+        if now >= op.deadline_ms:
+            self._end(op, timed_out(op))
+        elif op.phase is OpPhase.PAUSED:
+            self._attempt(op, None)
+        elif op.remote and now >= op.call_deadline_ms and op.target is not None:
+            self._call_unanswered(op, op.target)
+        else:
+            self._out.append(SetTimer(op_timer(req_id), op.next_wake_ms(now)))
+
+    def _call_unanswered(self, op: ConsistentOp, target: str) -> None:
+        node = member_node(target)
+        self.suspects[node] = self.now_ms + SUSPECT_MS
+        if self.leaders.get(op.group) == target:
+            del self.leaders[op.group]
+        if op.is_write:
+            self._end(op, unavailable(op, f"{target} did not answer within {CALL_TIMEOUT_MS} ms; "
+                                          "the write may or may not have been applied, read the "
+                                          "key to find out"))
+            return
+        if op.call_id is not None:
+            self.calls.pop(op.call_id, None)
+        op.avoid.add(target)
+        op.last_problem = f"{target} did not answer"
+        self._attempt(op, None)
+
+    def _answered(self, call_id: int, result: Result) -> None:
+        call = self.calls.pop(call_id, None)
+        if call is None:
+            return
+        if call.kind is CallKind.REMOTE:
+            self._out.append(Send(call.origin, EnsembleAnswer(call.origin_call, result)))
+        elif call.kind is CallKind.RECONFIG:
+            self._reconfigured(call, result)
+        else:
+            op = self.ops.get(call.req_id)
+            if op is not None and op.call_id == call_id:
+                self._op_answered(op, call, result)
+
+    def _op_answered(self, op: ConsistentOp, call: Call, result: Result) -> None:
+        self._note_leader(op.group, call.member, result)
+        verdict = judge(op, result)
+        if isinstance(verdict, Final):
+            self._end(op, verdict.answer)
+            return
+        op.last_problem = verdict.why
+        op.call_id = None
+        if verdict.hint is not None and verdict.hint != call.member:
+            self._attempt(op, verdict.hint)
+        else:
+            self._pause(op)
+
+    def _note_leader(self, group: str, member: str, result: Result) -> None:
+        if isinstance(result, NotLeader):
+            if result.leader_hint is None:
+                self.leaders.pop(group, None)
+            else:
+                self.leaders[group] = result.leader_hint
+        elif not isinstance(result, Unavailable):
+            self.leaders[group] = member
+
+    # --- operations of other nodes ------------------------------------------------------------
+
+    def _on_call(self, msg: EnsembleCall) -> None:
+        if self._seen_calls.seen_before((msg.origin, msg.call_id)):
+            return  # a duplicate: an unconditional delete must not run twice
+        hosted = self._ensure(msg.group, msg.member)
+        if hosted is None or len(self.calls) >= MAX_OPEN_CALLS:
+            refusal: Result = NotLeader(self.leaders.get(msg.group)) if hosted is None else \
+                Unavailable(f"{self.node} has {len(self.calls)} requests waiting for members "
+                            "(limit MAX_OPEN_CALLS)")
+            self._out.append(Send(msg.origin, EnsembleAnswer(msg.call_id, refusal)))
+            return
+        call_id = next(self._call_ids)
+        self.calls[call_id] = Call(CallKind.REMOTE, msg.group, msg.member, origin=msg.origin,
+                                   origin_call=msg.call_id, started_ms=self.now_ms)
+        self._call_replica(hosted, call_id, msg.command)
+
+    # --- membership following the ring ---------------------------------------------------------
+
+    def _tick(self) -> None:
+        self._ticking = False
+        now = self.now_ms
+        self.suspects = {n: t for n, t in self.suspects.items() if t > now}
+        for call_id, call in list(self.calls.items()):
+            if call.kind is CallKind.RECONFIG and now - call.started_ms > RECONFIG_TIMEOUT_MS:
+                self.calls.pop(call_id)
+                self.reconfiguring.pop(call.group, None)
+        for hosted in list(self.hosted.values()):
+            if not self.ring_confirmed:
+                break  # an old ring must not steer the groups (see ring_confirmed)
+            if hosted.replica.role is Role.LEADER:
+                self._reconfigure(hosted)
+            if hosted.member not in members_under(hosted.group, self.ring.future):
+                self._leaving(hosted)
+        if self.hosted:
+            self._arm_tick()
+
+    def _reconfigure(self, hosted: Hosted) -> None:
+        """Move the group one member closer to the planned ring's primaries."""
+        group, replica = hosted.group, hosted.replica
+        if group in self.reconfiguring or not hosted.config_committed:
+            return
+        current = replica.members
+        target = members_under(group, self.ring.future)
+        missing = [m for m in target if m not in current and self._reachable(m)]
+        # The leader removes itself last, so the group keeps its leader while it can.
+        extra = sorted((m for m in current if m not in target), key=lambda m: m == hosted.member)
+        full = len(current) >= self.config.max_members
+        if extra and (len(current) > len(target) or not missing or full):
+            change: AddMember | RemoveMember = RemoveMember(extra[0])
+        elif missing:
+            change = AddMember(missing[0])
+        else:
+            return
+        call_id = next(self._call_ids)
+        self.calls[call_id] = Call(CallKind.RECONFIG, group, hosted.member, change=change.member,
+                                   removing=isinstance(change, RemoveMember),
+                                   started_ms=self.now_ms)
+        self.reconfiguring[group] = call_id
+        self._queue.append((hosted, replica.propose(call_id, change, self.now_ms)))
+
+    def _reconfigured(self, call: Call, result: Result) -> None:
+        self.reconfiguring.pop(call.group, None)
+        if not isinstance(result, ConfigApplied):
+            return
+        self.counters.membership_changes += 1
+        if call.removing:
+            self._tell_retired(call.group, call.change)
+
+    def _tell_retired(self, group: str, member: str) -> None:
+        node = member_node(member)
+        if node == self.node:
+            self._on_retired(EnsembleRetired(group, member))
+        else:
+            self._out.append(Send(node, EnsembleRetired(group, member)))
+
+    def _leaving(self, hosted: Hosted) -> None:
+        """A member the planned ring no longer has: drop it if it never wrote anything, else
+        ask the group whether its removal has committed."""
+        if not hosted.storage.wrote:
+            self._retire(hosted)
+            return
+        query = EnsembleRetireQuery(hosted.group, hosted.member)
+        asked = {member_node(m) for m in hosted.replica.members}
+        asked |= {member_node(m) for m in members_under(hosted.group, self.ring.future)}
+        for node in sorted(asked):
+            if node == self.node:
+                self._on_retire_query(self.node, query)
+            else:
+                self._out.append(Send(node, query))
+
+    def _on_retire_query(self, sender: str, msg: EnsembleRetireQuery) -> None:
+        for (group, _), hosted in list(self.hosted.items()):
+            if group != msg.group or hosted.replica.role is not Role.LEADER:
+                continue
+            gone = msg.member not in hosted.replica.members and hosted.config_committed
+            if gone and msg.member not in members_under(group, self.ring.future):
+                self._tell_retired(group, msg.member)
+            return
+
+    def _on_retired(self, msg: EnsembleRetired) -> None:
+        hosted = self.hosted.get((msg.group, msg.member))
+        if hosted is not None and msg.member not in members_under(msg.group, self.ring.future):
+            self._retire(hosted)
