@@ -38,6 +38,10 @@ async def test_ping_and_stats(serve: Any) -> None:
         assert stats["ring_members"] == ["sapwood@127.0.0.1"]
         assert stats["ring_num_partitions"] == 8
         assert stats["connected_nodes"] == []
+        cluster = stats["sapwood_cluster"]
+        assert [(m["name"], m["up"], m["ownership"]) for m in cluster["members"]] == [
+            ("sapwood@127.0.0.1", True, 100.0)]
+        assert cluster["transfers_pending"] == 0 and cluster["handoffs"]["active"] == []
         assert stats["sapwood_version"]
         assert stats["node_gets_total"] == 1 and stats["node_puts_total"] == 1
         assert set(stats["sapwood_latency"]["get"]) == {"p50_us", "p95_us", "p99_us", "count"}

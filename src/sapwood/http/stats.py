@@ -42,7 +42,7 @@ def stats_body(node: Node, http: HttpStats) -> dict[str, Any]:
         "ring_members": list(service.ring.members),
         "ring_num_partitions": service.ring.size,
         "ring_ownership": _ring_ownership(service.ring.owners),
-        "connected_nodes": [],
+        "connected_nodes": [m for m in node.core.peers() if node.core.is_up(m)],
         "node_gets_total": service.stats.requests.get("GetRequest", 0),
         "node_puts_total": service.stats.requests.get("PutRequest", 0),
         **_riak_times(latency),
@@ -52,6 +52,8 @@ def stats_body(node: Node, http: HttpStats) -> dict[str, Any]:
         "sapwood_request_errors": dict(service.stats.errors),
         "sapwood_latency": latency,
         "sapwood_http_requests": dict(http.requests),
+        # Members with their up/down view and ring share, transfers and handoffs in progress.
+        "sapwood_cluster": node.core.status(),
         "sapwood_http_responses": dict(http.responses),
         # Consistent groups: elections won, entries committed, reads served by a leader lease.
         "sapwood_ensembles": node.core.ensembles.stats(),
