@@ -142,6 +142,10 @@ class ClusterNode:
         if isinstance(request, GetRequest | PutRequest | DeleteRequest):
             props = self._consistent_props(request)
             if props is not None:
+                try:
+                    check_bkey(request.bkey)
+                except SapwoodError as exc:
+                    return [Reply(req_id, exc)]
                 self.kv.stats.count(type(request).__name__)
                 return self.ensembles.submit(req_id, request, props, now_ms)
         return self.kv.submit(req_id, request, now_ms)
@@ -150,7 +154,6 @@ class ClusterNode:
                           ) -> dict[str, Any] | None:
         """The bucket's props when `request` is on a consistent bucket."""
         try:
-            check_bkey(request.bkey)
             props = self.metadata.bucket_props(request.bkey.type, request.bkey.bucket)
         except SapwoodError:
             return None  # the KV path answers with the same error

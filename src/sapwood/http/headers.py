@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from email.utils import formatdate, parsedate_to_datetime
+from functools import lru_cache
 from urllib.parse import quote, unquote
 
 from multidict import CIMultiDictProxy
@@ -157,7 +158,13 @@ def parse_http_date(value: str | None) -> float | None:
 
 def http_date(ms: int) -> str:
     """RFC 1123, as Last-Modified wants it: `Wed, 10 Mar 2010 18:11:41 GMT`."""
-    return formatdate(ms / 1000, usegmt=True)
+    return _http_date_of_second(ms // 1000)
+
+
+@lru_cache(maxsize=4096)
+def _http_date_of_second(second: int) -> str:
+    # Formatting a date is slow and objects written in the same second share it.
+    return formatdate(second, usegmt=True)
 
 
 def content_type_of(meta: Metadata) -> str:
