@@ -204,10 +204,12 @@ def _register_groups() -> None:
     from sapwood.cli.cluster import cluster
     from sapwood.cli.devrel import devrel
     from sapwood.cli.ensemble import ensemble
+    from sapwood.cli.sim import sim
 
     main.add_command(cluster)
     main.add_command(devrel)
     main.add_command(ensemble)
+    main.add_command(sim)
 
 
 _register_groups()

@@ -12,73 +12,152 @@ import hashlib
 import heapq
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sapwood.core.cluster import AdminRequest, ClusterConfig, ClusterNode, load_state
+import msgpack
+
+from sapwood.core import membership as ms
+from sapwood.core.claim import claim
+from sapwood.core.cluster import STATE_KEY, AdminRequest, ClusterConfig, ClusterNode, load_state
 from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
 from sapwood.core.membership import ClusterState, Member, Status
+from sapwood.core.messages import CoordinatePut
 from sapwood.core.requests import Request
 from sapwood.sim.network import Network, NetworkConfig
 from sapwood.storage.memory import MemoryBackend
 
-FLUSH_DELAY_MS = (1, 3)
-MAX_EVENTS = 50_000_000
+FLUSH_DELAY_MS = (1, 3)  # how long a group commit (fsync) takes, uniform
+MAX_EVENTS = 50_000_000  # a run that needs more is looping
+TRACE_CHUNK = 4096  # trace entries hashed at a time
+CLOCK_BASE_MS = 1_000_000  # node clocks start here, so a negative skew stays positive
+
+Callback = Callable[[Any], None]
+
+
+class NotRunning(ConnectionError):
+    """The request never reached a node (it was down or paused): it certainly did nothing."""
+
+
+class LostInCrash(ConnectionError):
+    """The node crashed with the request in flight: it may or may not have taken effect."""
+
+
+class SimBackend(MemoryBackend):
+    """A memory backend whose fsync covers only the writes made before it started.
+
+    Group commit as a disk does it: a flush started at t0 makes the writes up to t0 durable when
+    it completes; writes that arrive while it runs wait for the next one. A crash loses the rest.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._base = 0  # the position of the oldest unsynced change in the change history
+
+    def mark(self) -> int:
+        """The position a flush starting now will make durable up to."""
+        return self._base + len(self._undo)
+
+    def sync_through(self, mark: int) -> None:
+        count = mark - self._base
+        if count > 0:
+            del self._undo[:count]
+            self._base = mark
+            self.syncs += 1
+
+    def sync(self) -> None:
+        self._base += len(self._undo)
+        super().sync()
+
+    def crash(self) -> None:
+        self._base += len(self._undo)  # marks taken before the crash must never match again
+        super().crash()
 
 
 @dataclass
 class SimNode:
     name: str
-    backend: MemoryBackend
+    backend: SimBackend
     core: ClusterNode | None
     incarnation: int = 1
     offset_ms: int = 0
     drift: float = 0.0  # fractional clock rate error
     paused: bool = False
     timer_versions: dict[Any, int] = field(default_factory=dict)
-    parked: list[tuple[str, Any]] = field(default_factory=list)  # messages held while paused
+    parked: list[tuple[Callable[[Any], None], Any]] = field(default_factory=list)
+    callbacks: dict[int, Callback] = field(default_factory=dict)  # client requests in flight
 
     @property
     def alive(self) -> bool:
         return self.core is not None
 
-
-Callback = Callable[[Any], None]
+    @property
+    def running(self) -> bool:
+        return self.core is not None and not self.paused
 
 
 class World:
     def __init__(
-        self, seed: int, names: list[str], *, ring_size: int = 16,
+        self, seed: int, names: Sequence[str], *, ring_size: int = 16,
         network: NetworkConfig | None = None, skew_ms: int = 0, drift: float = 0.0,
-        hinted_idle_ms: int = 500,
+        hinted_idle_ms: int = 500, flush_delay_ms: tuple[int, int] = FLUSH_DELAY_MS,
+        members: Sequence[str] | None = None,
     ) -> None:
+        """`members`: nodes that start as one committed cluster (the others start standalone)."""
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = 0
         self.network = Network(random.Random(self.rng.getrandbits(64)), network or NetworkConfig())
         self.config = ClusterConfig(ring_size=ring_size, hinted_idle_ms=hinted_idle_ms)
-        self._events: list[tuple[int, int, str, Any]] = []
+        self.flush_delay_ms = flush_delay_ms
+        self._events: list[tuple[int, int, Callable[[Any], None], Any]] = []
         self._seq = itertools.count()
         self._req_ids = itertools.count(1)
-        self.callbacks: dict[tuple[str, int], Callback] = {}
-        self.trace = hashlib.sha256()
+        self._trace: list[tuple[Any, ...]] = []
+        self._hash = hashlib.sha256()
         self.events_run = 0
+        self._halted = False
+        self._deliver = self._on_deliver  # bound once: it is scheduled for every message
+        # Client requests whose CoordinatePut the network delivered twice: the coordinating
+        # vnode sees two writes (the checkers allow the extra sibling such a write leaves).
+        self.duplicated_puts: set[int] = set()
         self.nodes: dict[str, SimNode] = {}
+        formed = self._formed_state(list(members)) if members else None
         for name in names:
-            node = SimNode(name, MemoryBackend(), None,
+            node = SimNode(name, SimBackend(), None,
                            offset_ms=self.rng.randint(-skew_ms, skew_ms) if skew_ms else 0,
                            drift=self.rng.uniform(-drift, drift) if drift else 0.0)
             self.nodes[name] = node
-            self._boot(node, state=None)
+            state = formed if members and name in members else None
+            if state is not None:
+                node.backend.meta_put(STATE_KEY, msgpack.packb(ms.state_to_wire(state),
+                                                               use_bin_type=True))
+                node.backend.sync()
+            self._boot(node, state)
+
+    def _formed_state(self, members: list[str]) -> ClusterState:
+        """The state a committed cluster of `members` reaches once its first handoffs are done."""
+        size = self.config.ring_size
+        names = sorted(members)
+        owners = claim(tuple([names[0]] * size), names, self.config.target_n_val)
+        return ClusterState(
+            self.config.cluster_name, 2, names[0],
+            tuple(Member(n, Status.VALID, n, "") for n in names), tuple(owners),
+        )
 
     # --- clocks -------------------------------------------------------------------------------
 
     def clock(self, node: SimNode) -> int:
-        return int(self.now * (1 + node.drift)) + node.offset_ms + 1_000_000
+        return int(self.now * (1 + node.drift)) + node.offset_ms + CLOCK_BASE_MS
 
     def _to_world_time(self, node: SimNode, at_ms: int) -> int:
-        return max(self.now, int((at_ms - node.offset_ms - 1_000_000) / (1 + node.drift)))
+        return max(self.now, int((at_ms - node.offset_ms - CLOCK_BASE_MS) / (1 + node.drift)))
+
+    def shift_clock(self, name: str, delta_ms: int) -> None:
+        """The node's clock jumps (NTP step, VM migration); timers already set keep their time."""
+        self.nodes[name].offset_ms += delta_ms
+        self.record("clock", name, delta_ms)
 
     # --- nodes --------------------------------------------------------------------------------
 
@@ -92,8 +171,6 @@ class World:
     def form_cluster(self, names: list[str] | None = None) -> None:
         """Make all (or the given) nodes one committed cluster, as `cluster join` + commit would."""
         names = names or list(self.nodes)
-        first = self.nodes[names[0]].core
-        assert first is not None
         for name in names[1:]:
             self.admin(name, AdminRequest("join", (names[0], names[0])))
             self.run_for(50)
@@ -103,40 +180,66 @@ class World:
     def crash(self, name: str) -> None:
         """The process dies: volatile state is gone and unsynced writes are lost."""
         node = self.nodes[name]
+        if node.core is None:
+            return
         node.backend.crash()
         node.core = None
         node.paused = False
         node.parked.clear()
         node.timer_versions.clear()
-        self._record("crash", name)
+        self.record("crash", name)
+        callbacks, node.callbacks = node.callbacks, {}
+        for req_id in sorted(callbacks):
+            callbacks[req_id](LostInCrash(f"{name} crashed while serving the request"))
 
     def restart(self, name: str) -> None:
         node = self.nodes[name]
         if node.alive:
             return
         node.incarnation += 1
-        self._record("restart", name)
+        self.record("restart", name)
         self._boot(node, load_state(node.backend))
 
     def pause(self, name: str) -> None:
-        self.nodes[name].paused = True
+        """The process stops (SIGSTOP, a long GC): nothing it receives or times is handled."""
+        node = self.nodes[name]
+        if node.core is not None and not node.paused:
+            node.paused = True
+            self.record("pause", name)
 
     def resume(self, name: str) -> None:
         node = self.nodes[name]
+        if not node.paused:
+            return
         node.paused = False
+        self.record("resume", name)
         parked, node.parked = node.parked, []
-        for kind, payload in parked:
-            self._schedule(0, kind, payload)
+        for handler, payload in parked:
+            self._schedule(0, handler, payload)
+
+    def is_running(self, name: str) -> bool:
+        return self.nodes[name].running
+
+    def sync_all(self) -> None:
+        """Make every running node's writes durable (the set-up phase is long past)."""
+        for node in self.nodes.values():
+            if node.core is not None:
+                node.backend.sync()
 
     # --- requests -----------------------------------------------------------------------------
 
     def submit(self, name: str, request: Request | AdminRequest, callback: Callback) -> int:
+        """Send a client request to a node; `callback` gets the result or an exception.
+
+        A node that is down or paused refuses at once (NotRunning); one that crashes before
+        answering reports LostInCrash.
+        """
         node = self.nodes[name]
         req_id = next(self._req_ids)
         if node.core is None or node.paused:
-            callback(ConnectionError(f"{name} is not running"))
+            callback(NotRunning(f"{name} is not running"))
             return req_id
-        self.callbacks[(name, req_id)] = callback
+        node.callbacks[req_id] = callback
         self._execute(node, node.core.submit(req_id, request, self.clock(node)))
         return req_id
 
@@ -144,10 +247,7 @@ class World:
         """Submit and run until answered (for tests and set-up)."""
         box: list[Any] = []
         self.submit(name, request, box.append)
-        deadline = self.now + limit_ms
-        while not box and self._events and self.now <= deadline:
-            self.step()
-        if not box:
+        if not self.run_until(lambda: bool(box), limit_ms):
             raise TimeoutError(f"no answer from {name} within {limit_ms} ms")
         return box[0]
 
@@ -157,58 +257,116 @@ class World:
             raise result
         return result
 
+    def operate(self, name: str, action: Callable[[ClusterNode], None]) -> None:
+        """Change a node from outside its doors (bucket types, props), as the admin routes do,
+        then carry out what the change asks for (spreading it to the other members)."""
+        node = self.nodes[name]
+        core = self.core(name)
+        action(core)
+        self._execute(node, core.drain())
+
+    def schedule(self, delay_ms: int, action: Callable[[], None]) -> None:
+        """Run `action` after `delay_ms` of virtual time (clients and the fault injector)."""
+        self._schedule(delay_ms, _call, action)
+
     # --- the event loop -----------------------------------------------------------------------
 
-    def _schedule(self, delay: int, kind: str, payload: Any) -> None:
-        heapq.heappush(self._events, (self.now + delay, next(self._seq), kind, payload))
+    def _schedule(self, delay: int, handler: Callable[[Any], None], payload: Any) -> None:
+        heapq.heappush(self._events, (self.now + delay, next(self._seq), handler, payload))
 
     def step(self) -> bool:
         if not self._events:
             return False
-        at, _, kind, payload = heapq.heappop(self._events)
-        self.now = max(self.now, at)
-        self.events_run += 1
-        if self.events_run > MAX_EVENTS:
-            raise RuntimeError("event budget exhausted")
-        getattr(self, f"_on_{kind}")(payload)
+        self._loop(self._events[0][0], None, limit=1)
         return True
 
     def run_for(self, ms: int) -> None:
         deadline = self.now + ms
-        while self._events and self._events[0][0] <= deadline:
-            self.step()
+        self._loop(deadline, None)
         self.now = max(self.now, deadline)
 
-    def _on_deliver(self, payload: tuple[str, str, Any]) -> None:
-        to, sender, msg = payload
-        node = self.nodes[to]
-        if node.core is None:
+    def run_until(self, done: Callable[[], bool], limit_ms: int) -> bool:
+        """Run until `done()` holds (checked after every event) or `limit_ms` passes."""
+        deadline = self.now + limit_ms
+        if self._loop(deadline, done):
+            return True
+        self.now = max(self.now, deadline)
+        return done()
+
+    def halt(self) -> None:
+        """Stop `run_until_halted` after the current event (cheaper than a predicate)."""
+        self._halted = True
+
+    def run_until_halted(self, limit_ms: int) -> bool:
+        """Run until something calls `halt()` or `limit_ms` passes; returns whether halted."""
+        self._halted = False
+        deadline = self.now + limit_ms
+        if self._loop(deadline, None, watch_halt=True):
+            return True
+        self.now = max(self.now, deadline)
+        return False
+
+    def _loop(self, deadline: int, done: Callable[[], bool] | None, *, limit: int = MAX_EVENTS,
+              watch_halt: bool = False) -> bool:
+        """The event loop. Returns True when stopped by `done` or a halt, False at the deadline."""
+        events = self._events
+        pop = heapq.heappop
+        budget = min(limit, MAX_EVENTS - self.events_run)
+        count = 0
+        try:
+            while events and events[0][0] <= deadline:
+                if done is not None and done():
+                    return True
+                if count >= budget:
+                    if limit < MAX_EVENTS:
+                        return False
+                    raise RuntimeError(f"event budget of {MAX_EVENTS} exhausted")
+                at, _, handler, payload = pop(events)
+                if at > self.now:
+                    self.now = at
+                count += 1
+                handler(payload)
+                if watch_halt and self._halted:
+                    return True
+            return done is not None and done()
+        finally:
+            self.events_run += count
+
+    def _on_deliver(self, payload: tuple[SimNode, str, Any]) -> None:
+        node, sender, msg = payload
+        core = node.core
+        if core is None:
             return
         if node.paused:
-            node.parked.append(("deliver", payload))
+            node.parked.append((self._on_deliver, payload))
             return
-        self._record("msg", to, sender, type(msg).__name__)
-        self._execute(node, node.core.on_message(sender, msg, self.clock(node)))
+        self._trace.append((self.now, node.name, sender, type(msg).__name__))
+        if len(self._trace) >= TRACE_CHUNK:
+            self._hash_trace()
+        now = int(self.now * (1 + node.drift)) + node.offset_ms + CLOCK_BASE_MS
+        self._execute(node, core.on_message(sender, msg, now))
 
-    def _on_timer(self, payload: tuple[str, int, Any, int]) -> None:
-        name, incarnation, key, version = payload
-        node = self.nodes[name]
-        if node.core is None or node.incarnation != incarnation:
+    def _on_timer(self, payload: tuple[SimNode, int, Any, int]) -> None:
+        node, incarnation, key, version = payload
+        core = node.core
+        if core is None or node.incarnation != incarnation:
             return
         if node.timer_versions.get(key) != version:
             return  # replaced or cancelled
         if node.paused:
-            node.parked.append(("timer", payload))
+            node.parked.append((self._on_timer, payload))
             return
         del node.timer_versions[key]
-        self._execute(node, node.core.on_timer(key, self.clock(node)))
+        self._execute(node, core.on_timer(key, self.clock(node)))
 
-    def _on_flush(self, payload: tuple[str, int, list[Flush]]) -> None:
-        name, incarnation, flushes = payload
-        node = self.nodes[name]
+    def _on_flush(self, payload: tuple[SimNode, int, int, list[Flush]]) -> None:
+        node, incarnation, mark, flushes = payload
         if node.core is None or node.incarnation != incarnation:
             return  # the process died before its fsync finished
-        node.backend.sync()
+        if node.paused:
+            node.parked.append((self._on_flush, payload))
+            return
+        node.backend.sync_through(mark)
         for flush in flushes:
             self._send(node, flush.to, flush.done)
 
@@ -218,34 +376,54 @@ class World:
             if isinstance(effect, Send):
                 self._send(node, effect.to, effect.msg)
             elif isinstance(effect, Reply):
-                callback = self.callbacks.pop((node.name, effect.req_id), None)
+                callback = node.callbacks.pop(effect.req_id, None)
                 if callback is not None:
                     callback(effect.result)
             elif isinstance(effect, SetTimer):
                 version = next(self._seq)
                 node.timer_versions[effect.key] = version
                 at = self._to_world_time(node, effect.at_ms)
-                self._schedule(at - self.now, "timer",
-                               (node.name, node.incarnation, effect.key, version))
+                heapq.heappush(self._events, (at, version, self._on_timer,
+                                              (node, node.incarnation, effect.key, version)))
             elif isinstance(effect, CancelTimer):
                 node.timer_versions.pop(effect.key, None)
             elif isinstance(effect, Flush):
                 flushes.append(effect)
         if flushes:
-            self._schedule(self.rng.randint(*FLUSH_DELAY_MS), "flush",
-                           (node.name, node.incarnation, flushes))
+            low, high = self.flush_delay_ms
+            self._schedule(low + int(self.rng.random() * (high - low + 1)), self._on_flush,
+                           (node, node.incarnation, node.backend.mark(), flushes))
 
     def _send(self, node: SimNode, to: str, msg: Any) -> None:
-        if to not in self.nodes:
+        target = self.nodes.get(to)
+        if target is None:
             return
-        for delay in self.network.delays(node.name, to):
-            self._schedule(delay, "deliver", (to, node.name, msg))
+        delays = self.network.delays(node.name, to)
+        if not delays:
+            return
+        payload = (target, node.name, msg)
+        if len(delays) > 1 and isinstance(msg, CoordinatePut):
+            self.duplicated_puts.add(msg.req_id)
+        for delay in delays:
+            heapq.heappush(self._events, (self.now + delay, next(self._seq), self._deliver,
+                                          payload))
 
-    def _record(self, *parts: Any) -> None:
-        self.trace.update(repr((self.now, *parts)).encode())
+    # --- the trace ----------------------------------------------------------------------------
+
+    def record(self, *parts: Any) -> None:
+        """Add an entry to the trace the digest is computed over (values must repr stably)."""
+        self._trace.append((self.now, *parts))
+        if len(self._trace) >= TRACE_CHUNK:
+            self._hash_trace()
+
+    def _hash_trace(self) -> None:
+        self._hash.update("".join(f"{entry!r}\n" for entry in self._trace).encode())
+        self._trace.clear()
 
     def digest(self) -> str:
-        return self.trace.hexdigest()[:16]
+        """A fingerprint of everything that happened so far: equal runs give equal digests."""
+        self._hash_trace()
+        return self._hash.hexdigest()[:16]
 
     # --- inspection ---------------------------------------------------------------------------
 
@@ -256,6 +434,14 @@ class World:
 
     def members_view(self) -> dict[str, list[str]]:
         return {n: list(s.core.state.active_members) for n, s in self.nodes.items() if s.core}
+
+    @property
+    def pending_events(self) -> int:
+        return len(self._events)
+
+
+def _call(action: Callable[[], None]) -> None:
+    action()
 
 
 def standalone(name: str, ring_size: int) -> ClusterState:

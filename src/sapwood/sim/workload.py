@@ -1,0 +1,329 @@
+"""Simulated clients and the history of what they did.
+
+Each client runs a closed loop of operations against random live nodes:
+
+- add: read a set-valued key, merge its siblings by union, add a unique element, write it back
+  with the read's causal context (allow_mult bucket type `sim_sets`);
+- blind: write a one-element set with no context (a new sibling beside whatever is there);
+- delete: read, then delete with the read's context (what it removes is what it saw);
+- read: read and look at the siblings;
+- lww_add: the add cycle on a last_write_wins bucket, where acknowledged adds may be lost;
+- list: a coverage query (list keys) over the sets bucket.
+
+Every operation is recorded as invoked, then ok / fail (certainly no effect) / info (unknown). An
+element is the id of the operation that added it; a stored value is `"<writer op id>:<elements>"`,
+so every sibling names the write that made it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sapwood.core.kvobject import KVObject
+from sapwood.core.requests import (
+    CoverageRequest,
+    CoverageResult,
+    DeleteRequest,
+    GetRequest,
+    GetResult,
+    ListKeys,
+    PutRequest,
+    Quorum,
+)
+from sapwood.core.ring import BKey
+from sapwood.sim.checkers import Observer
+from sapwood.sim.history import Outcome
+from sapwood.sim.world import NotRunning, World
+
+SETS_TYPE = "sim_sets"
+LWW_TYPE = "sim_lww"
+BUCKET = "b"
+PROBE_BUCKET = "probe"
+VALUE_CACHE_ENTRIES = 4096
+TIMEOUT_TICK_MS = 100
+
+
+class OpKind(StrEnum):
+    ADD = "add"
+    BLIND = "blind"
+    DELETE = "delete"
+    READ = "read"
+    LWW_ADD = "lww_add"
+    LIST = "list"
+
+
+WRITES = (OpKind.ADD, OpKind.BLIND, OpKind.LWW_ADD)
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    ops: int = 5000
+    clients: int = 10
+    set_keys: int = 12
+    lww_keys: int = 4
+    mix: tuple[tuple[OpKind, int], ...] = (
+        (OpKind.ADD, 50), (OpKind.BLIND, 4), (OpKind.DELETE, 3), (OpKind.READ, 20),
+        (OpKind.LWW_ADD, 20), (OpKind.LIST, 3),
+    )
+    # (w, dw) of each write, picked at random; None is the bucket's default (quorum).
+    write_quorums: tuple[tuple[Quorum, Quorum], ...] = ((None, None), (2, 2), (1, 1))
+    read_quorums: tuple[Quorum, ...] = (None, None, 1)
+    request_timeout_ms: int = 2_000  # the coordinator's own timeout
+    client_timeout_ms: int = 4_000  # the client gives up (info) after this
+    think_ms: tuple[int, int] = (0, 3)
+    backoff_ms: tuple[int, int] = (20, 100)  # after a failed operation
+    live_target_bias: float = 0.9  # how often a client picks a node it believes is up
+
+
+@dataclass(slots=True)
+class OpRecord:
+    op_id: int
+    client: int
+    kind: OpKind
+    key: str  # "" for list
+    invoke_ms: int
+    node: str = ""
+    complete_ms: int | None = None
+    outcome: Outcome | None = None  # None while pending
+    detail: str = ""
+    removed: frozenset[int] = frozenset()  # a delete: the elements its read saw
+    wrote: bool = False  # the write was submitted (its element may exist from now on)
+    phase: int = 0  # bumped per request, so a late answer to an abandoned request is ignored
+    req_id: int = 0  # the world's id of the op's latest request
+    deadline_ms: int = 0
+
+
+class History:
+    """Operations in invocation order, each completed once."""
+
+    def __init__(self) -> None:
+        self.ops: list[OpRecord] = []
+
+    def invoke(self, client: int, kind: OpKind, key: str, now_ms: int) -> OpRecord:
+        op = OpRecord(len(self.ops), client, kind, key, now_ms)
+        self.ops.append(op)
+        return op
+
+    @staticmethod
+    def complete(op: OpRecord, outcome: Outcome, now_ms: int, detail: str = "") -> None:
+        if op.outcome is not None:
+            raise ValueError(f"op {op.op_id} was already completed ({op.outcome})")
+        op.outcome = outcome
+        op.complete_ms = None if outcome is Outcome.INFO else now_ms
+        op.detail = detail
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Operations by kind and outcome."""
+        table: dict[str, dict[str, int]] = {}
+        for op in self.ops:
+            row = table.setdefault(op.kind.value, {o.value: 0 for o in Outcome})
+            row[(op.outcome or Outcome.INFO).value] += 1
+        return table
+
+
+def encode_value(tag: int, elements: Iterable[int]) -> bytes:
+    return f"{tag}:{','.join(map(str, sorted(elements)))}".encode()
+
+
+def decode_value(raw: bytes) -> tuple[int, frozenset[int]]:
+    tag, _, rest = raw.partition(b":")
+    return int(tag), frozenset(map(int, rest.split(b","))) if rest else frozenset()
+
+
+class ValueCache:
+    """Decoded values by their bytes: replicas and repeated reads share identical values."""
+
+    def __init__(self, limit: int = VALUE_CACHE_ENTRIES) -> None:
+        self.limit = limit
+        self._entries: dict[bytes, tuple[int, frozenset[int]]] = {}
+
+    def decode(self, raw: bytes) -> tuple[int, frozenset[int]]:
+        found = self._entries.get(raw)
+        if found is None:
+            found = decode_value(raw)
+            if len(self._entries) >= self.limit:
+                self._entries.clear()
+            self._entries[raw] = found
+        return found
+
+    def siblings(self, obj: KVObject | None) -> list[tuple[int, frozenset[int]]]:
+        if obj is None:
+            return []
+        return [self.decode(s.value) for s in obj.siblings if not s.meta.deleted]
+
+
+@dataclass
+class Workload:
+    """Clients issuing `config.ops` operations; `targets` are the nodes clients may talk to."""
+
+    world: World
+    config: WorkloadConfig
+    rng: random.Random
+    targets: list[str]
+    history: History = field(default_factory=History)
+    observer: Observer = field(default_factory=Observer)
+    values: ValueCache = field(default_factory=ValueCache)
+    issued: int = 0
+    starting: int = 0  # operations scheduled to begin (think time) but not begun yet
+    in_flight: dict[int, OpRecord] = field(default_factory=dict)
+    keys_written: set[BKey] = field(default_factory=set)
+    started: bool = False
+
+    def __post_init__(self) -> None:
+        kinds, weights = zip(*self.config.mix, strict=True)
+        self._kinds: list[OpKind] = list(kinds)
+        self._cum_weights: list[int] = []
+        total = 0
+        for w in weights:
+            total += w
+            self._cum_weights.append(total)
+        self.observer.duplicated = self._duplicated
+        self.set_keys = [BKey(SETS_TYPE, BUCKET, f"s{i}") for i in range(self.config.set_keys)]
+        self.lww_keys = [BKey(LWW_TYPE, BUCKET, f"l{i}") for i in range(self.config.lww_keys)]
+
+    @property
+    def finished(self) -> bool:
+        return (self.started and self.issued >= self.config.ops and not self.in_flight
+                and not self.starting)
+
+    def start(self) -> None:
+        self.started = True
+        for client in range(self.config.clients):
+            self._next(client, self.config.think_ms)
+        self.world.schedule(TIMEOUT_TICK_MS, self._expire)
+
+    def _duplicated(self, op_id: int) -> bool:
+        """Whether the network delivered this write to its coordinating vnode twice."""
+        ops = self.history.ops
+        return 0 <= op_id < len(ops) and ops[op_id].req_id in self.world.duplicated_puts
+
+    # --- the client loop ----------------------------------------------------------------------
+
+    def _next(self, client: int, delay_range: tuple[int, int]) -> None:
+        if self.issued >= self.config.ops:
+            return
+        self.issued += 1
+        self.starting += 1
+        self.world.schedule(self.rng.randint(*delay_range), lambda: self._begin(client))
+
+    def _begin(self, client: int) -> None:
+        self.starting -= 1
+        kind = self.rng.choices(self._kinds, cum_weights=self._cum_weights)[0]
+        key = self.rng.choice(self.lww_keys if kind is OpKind.LWW_ADD else self.set_keys)
+        op = self.history.invoke(client, kind, "" if kind is OpKind.LIST else key.key,
+                                 self.world.now)
+        self.in_flight[op.op_id] = op
+        if kind in (OpKind.ADD, OpKind.LWW_ADD, OpKind.DELETE, OpKind.READ):
+            r = self.rng.choice(self.config.read_quorums)
+            self._request(op, GetRequest(key, r=r, timeout_ms=self.config.request_timeout_ms),
+                          lambda result: self._after_read(op, key, result))
+        elif kind is OpKind.BLIND:
+            self._write(op, key, encode_value(op.op_id, (op.op_id,)), {})
+        else:
+            query = CoverageRequest(ListKeys(SETS_TYPE, BUCKET),
+                                    timeout_ms=self.config.request_timeout_ms)
+            self._request(op, query, lambda result: self._after_list(op, result))
+
+    def _pick_node(self) -> str:
+        live = [n for n in self.targets if self.world.is_running(n)]
+        if live and self.rng.random() < self.config.live_target_bias:
+            return self.rng.choice(live)
+        return self.rng.choice(self.targets)
+
+    def _request(self, op: OpRecord, request: Any, then: Callable[[Any], None]) -> None:
+        op.phase += 1
+        phase = op.phase
+        op.node = self._pick_node()
+        op.deadline_ms = self.world.now + self.config.client_timeout_ms
+
+        def answer(result: Any) -> None:
+            if op.outcome is None and op.phase == phase:
+                then(result)
+
+        req_id = self.world.submit(op.node, request, answer)
+        if op.phase == phase:  # not already answered and followed by the next request
+            op.req_id = req_id
+
+    def _finish(self, op: OpRecord, outcome: Outcome, detail: str = "") -> None:
+        History.complete(op, outcome, self.world.now, detail)
+        del self.in_flight[op.op_id]
+        self.world.record("op", op.op_id, op.kind.value, op.key, outcome.value)
+        failed = outcome is not Outcome.OK
+        self._next(op.client, self.config.backoff_ms if failed else self.config.think_ms)
+        if self.finished:
+            self.world.halt()
+
+    def _expire(self) -> None:
+        """The client-side timeout: an abandoned read did nothing, an abandoned write is unknown."""
+        now = self.world.now
+        for op in [op for op in self.in_flight.values() if op.deadline_ms <= now]:
+            if op.wrote:
+                self._finish(op, Outcome.INFO, "client timeout")
+            else:
+                self._finish(op, Outcome.FAIL, "client timeout")
+        if not self.finished:
+            self.world.schedule(TIMEOUT_TICK_MS, self._expire)
+
+    # --- reads and writes ---------------------------------------------------------------------
+
+    def _after_read(self, op: OpRecord, key: BKey, result: Any) -> None:
+        if isinstance(result, Exception):
+            self._finish(op, Outcome.FAIL, _describe(result))
+            return
+        assert isinstance(result, GetResult)
+        siblings = self.values.siblings(result.obj)
+        if key.type == SETS_TYPE:
+            self.observer.observe(key.key, siblings, f"op {op.op_id} read via {op.node}")
+        if op.kind is OpKind.READ:
+            self._finish(op, Outcome.OK, f"{len(siblings)} siblings")
+            return
+        elements: set[int] = set()
+        for _, values in siblings:
+            elements |= values
+        context = dict(result.obj.clock) if result.obj is not None else {}
+        if op.kind is OpKind.DELETE:
+            if not siblings:
+                self._finish(op, Outcome.OK, "nothing to delete")
+                return
+            op.removed = frozenset(elements)
+            op.wrote = True
+            request = DeleteRequest(key, context=context,
+                                    timeout_ms=self.config.request_timeout_ms)
+            self._request(op, request, lambda res: self._after_write(op, res))
+            return
+        elements.add(op.op_id)
+        self._write(op, key, encode_value(op.op_id, elements), context)
+
+    def _write(self, op: OpRecord, key: BKey, value: bytes, context: dict[bytes, int]) -> None:
+        w, dw = self.rng.choice(self.config.write_quorums)
+        op.wrote = True
+        self.observer.wrote(key.key if key.type == SETS_TYPE else "lww:" + key.key, op.op_id)
+        self.keys_written.add(key)
+        request = PutRequest(key, value, context=context, w=w, dw=dw,
+                             timeout_ms=self.config.request_timeout_ms)
+        self._request(op, request, lambda result: self._after_write(op, result))
+
+    def _after_write(self, op: OpRecord, result: Any) -> None:
+        if isinstance(result, NotRunning):
+            self._finish(op, Outcome.FAIL, _describe(result))
+        elif isinstance(result, Exception):
+            self._finish(op, Outcome.INFO, _describe(result))
+        else:
+            self._finish(op, Outcome.OK)
+
+    def _after_list(self, op: OpRecord, result: Any) -> None:
+        if isinstance(result, Exception):
+            self._finish(op, Outcome.FAIL, _describe(result))
+            return
+        assert isinstance(result, CoverageResult)
+        written = {k.key for k in self.keys_written if k.type == SETS_TYPE}
+        self.observer.listed(result.items, written, f"op {op.op_id} list via {op.node}")
+        self._finish(op, Outcome.OK, f"{len(result.items)} keys, harvest {result.harvest:.2f}")
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
