@@ -8,17 +8,11 @@ entry here: the seeds that found it must then pass on the production code alone.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
-from sapwood.core import cluster, coordinator, vnode
-from sapwood.core.effects import Effect, Reply, Send
-from sapwood.core.errors import Unavailable
-from sapwood.core.handoff import TransferComplete
 from sapwood.sim.faults import ALL_FAULTS
 from sapwood.sim.runner import RunOptions
 
@@ -34,108 +28,10 @@ def _all(ops: int) -> RunOptions:
     return RunOptions(ops=ops, faults=ALL_FAULTS)
 
 
-# --- reference fixes for open core bugs -------------------------------------------------------
+# --- reference fixes for open core bugs (none open) -----------------------------------------
 
 
-def fresh_actor_after_local_delete(monkeypatch: pytest.MonkeyPatch) -> None:
-    """core/vnode.py + core/kvobject.apply_write: a vnode mints counter = local clock[actor] + 1. Once
-    it has deleted its copy of a key (hinted handoff's delete_if_unchanged, or a reap) and later
-    holds an older copy, it mints a dot it already gave to another write; replicas then take the
-    two writes for one and drop one: an acknowledged write is lost. Fix: a new actor epoch
-    (vnode_actor(node, partition, incarnation, epoch)) every time the vnode deletes an object."""
-
-    def bump(node: vnode.Vnode) -> None:
-        base = node.__dict__.setdefault("_sim_base_actor", node.actor)
-        epoch = node.__dict__.get("_sim_epoch", 0) + 1
-        node.__dict__["_sim_epoch"] = epoch
-        node.actor = hashlib.blake2b(base + epoch.to_bytes(8, "big"), digest_size=8).digest()
-
-    delete_if_unchanged = vnode.Vnode.delete_if_unchanged
-    reap = vnode.Vnode._reap
-
-    def delete(self: vnode.Vnode, raw_key: bytes, raw_value: bytes) -> None:
-        deleting = self.backend.get(self.partition, raw_key) == raw_value
-        delete_if_unchanged(self, raw_key, raw_value)
-        if deleting:
-            bump(self)
-
-    def reaping(self: vnode.Vnode, msg: Any, now_ms: int) -> list[Effect]:
-        before = self.stats["reaps"]
-        effects = reap(self, msg, now_ms)
-        if self.stats["reaps"] != before:
-            bump(self)
-        return effects
-
-    monkeypatch.setattr(vnode.Vnode, "delete_if_unchanged", delete)
-    monkeypatch.setattr(vnode.Vnode, "_reap", reaping)
-
-
-def durable_cluster_state(monkeypatch: pytest.MonkeyPatch) -> None:
-    """core/cluster.py ClusterNode._adopt writes the new cluster state with meta_put but nothing
-    makes it durable before the node acts on it (answers `cluster commit`, serves with the new
-    ring): a power loss right after a commit reverts the whole cluster to the old ring, and a
-    joined node comes back standalone. Fix: make the state durable before acting (sync, or a
-    Flush whose completion releases the admin reply)."""
-    adopt = cluster.ClusterNode._adopt
-
-    def adopt_durably(self: cluster.ClusterNode, state: Any) -> None:
-        adopt(self, state)
-        self.backend.sync()
-
-    monkeypatch.setattr(cluster.ClusterNode, "_adopt", adopt_durably)
-
-
-def resend_transfer_complete(monkeypatch: pytest.MonkeyPatch) -> None:
-    """core/cluster.py: TransferComplete is sent once; if it is lost (partition, loss, claimant
-    crash) the partition is in ownership_done, never handed off again, and the plan never
-    finishes (the leaving node stays 'leaving' forever). Fix: on each handoff tick, resend
-    TransferComplete for every finished transfer the ring does not show yet."""
-    tick = cluster.ClusterNode._handoff_tick
-
-    def handoff_tick(self: cluster.ClusterNode, now_ms: int) -> list[Effect]:
-        effects = tick(self, now_ms)
-        future = self.state.next_owners
-        if future:
-            for partition, target in sorted(self.ownership_done):
-                if self.state.owners[partition] == self.name and future[partition] == target:
-                    effects.append(Send(self.state.claimant,
-                                        TransferComplete(partition, self.name, target)))
-        return effects
-
-    monkeypatch.setattr(cluster.ClusterNode, "_handoff_tick", handoff_tick)
-
-
-def refuse_put_without_replicas(monkeypatch: pytest.MonkeyPatch) -> None:
-    """core/coordinator.py PutCoordinator.__init__: `(local or preflist)[0]` raises IndexError when
-    the preflist is empty (a node that owns nothing and sees no member up, e.g. a node that has
-    just joined, during a partition). Fix: start() answers Unavailable when there is no replica."""
-    init = coordinator.PutCoordinator.__init__
-    start = coordinator.PutCoordinator.start
-
-    def put_init(self: coordinator.PutCoordinator, req_id: int, node: str, bkey: Any,
-                 preflist: list[Any], *args: Any, **kwargs: Any) -> None:
-        if preflist:
-            init(self, req_id, node, bkey, preflist, *args, **kwargs)
-            return
-        self.req_id = req_id
-        self.phase = coordinator.PutPhase.DONE
-        self.__dict__["_sim_no_replicas"] = True
-
-    def put_start(self: coordinator.PutCoordinator, now_ms: int) -> list[Effect]:
-        if self.__dict__.get("_sim_no_replicas"):
-            return [Reply(self.req_id, Unavailable("no replica of this key is up"))]
-        return start(self, now_ms)
-
-    monkeypatch.setattr(coordinator.PutCoordinator, "__init__", put_init)
-    monkeypatch.setattr(coordinator.PutCoordinator, "start", put_start)
-
-
-PENDING_CORE_FIXES: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
-    "fresh-actor-after-local-delete": fresh_actor_after_local_delete,
-    "durable-cluster-state": durable_cluster_state,
-    "resend-transfer-complete": resend_transfer_complete,
-    "refuse-put-without-replicas": refuse_put_without_replicas,
-}
+PENDING_CORE_FIXES: dict[str, Callable[[pytest.MonkeyPatch], None]] = {}
 
 
 def apply_pending_fixes(monkeypatch: pytest.MonkeyPatch, *, skip: tuple[str, ...] = ()) -> None:

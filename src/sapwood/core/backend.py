@@ -50,6 +50,11 @@ class Backend(Protocol):
     def batch(self) -> AbstractContextManager[None]:
         """Group the writes made inside into one atomic commit (nested calls join the outer)."""
 
+    def checkpoint(self) -> None:
+        """Commit what the open batch wrote so far and make everything durable, now, on the
+        calling (event loop) thread; for the rare writes that must be on disk before they are
+        acted on."""
+
     def sync(self) -> None:
         """Make every write so far durable (fsync). May be called from another thread."""
 

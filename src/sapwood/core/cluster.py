@@ -240,6 +240,9 @@ class ClusterNode:
         self.state = state
         self.ensembles.set_ring(_ring_view(state))
         self.backend.meta_put(STATE_KEY, _pack(ms.state_to_wire(state)))
+        # Durable before anyone acts on it: a claimant that forgot an epoch it had gossiped
+        # could decide a different one under the same number (sim seeds 172, 174).
+        self.backend.checkpoint()
 
     def _change(self, state: ClusterState) -> list[Effect]:
         """Adopt a state this node decided, and tell every member at once."""
@@ -431,7 +434,17 @@ class ClusterNode:
 
     def _handoff_tick(self, now_ms: int) -> list[Effect]:
         return [SetTimer(("handoff-tick",), now_ms + HANDOFF_TICK_MS),
-                *self._start_handoffs(now_ms)]
+                *self._unconfirmed_transfers(), *self._start_handoffs(now_ms)]
+
+    def _unconfirmed_transfers(self) -> list[Effect]:
+        """TransferComplete again for finished transfers the ring does not show yet: the first
+        one may have been lost, and the plan would never finish (sim seed 19)."""
+        future = self.state.next_owners
+        if not future:
+            return []
+        return [Send(self.state.claimant, TransferComplete(partition, self.name, target))
+                for partition, target in sorted(self.ownership_done)
+                if self.state.owners[partition] == self.name and future[partition] == target]
 
     def _start_handoffs(self, now_ms: int) -> list[Effect]:
         effects: list[Effect] = []

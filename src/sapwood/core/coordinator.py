@@ -225,18 +225,23 @@ class PutCoordinator(_KeyCoordinator):
             primaries=sum(e.primary for e in preflist), asked=len(preflist),
         )
         local = [e for e in preflist if e.node == node]
-        self.coordinating = (local or preflist)[0]
+        candidates = local or preflist
+        self.coordinating: PreflistEntry | None = candidates[0] if candidates else None
 
     @property
     def done(self) -> bool:
         return self.phase is PutPhase.DONE
 
     def start(self, now_ms: int) -> list[Effect]:
+        if self.coordinating is None:
+            self.phase = PutPhase.DONE  # no replica is up to take the write (sim seed 71)
+            return [Reply(self.req_id, Unavailable("no replica of this key is up"))]
         early = self.quorum.verdict()
         if early is Verdict.FAILED:
             self.phase = PutPhase.DONE
             return [Reply(self.req_id, Unavailable(self.quorum.reason))]
         c = self.coordinating
+        assert c is not None
         msg: CoordinatePut | CoordinateUpdate
         if self.update is not None:
             msg = replace(self.update, partition=c.partition)
@@ -269,7 +274,7 @@ class PutCoordinator(_KeyCoordinator):
         effects: list[Effect] = [
             Send(e.node, Replicate(self.req_id, self.node, e.partition, self.bkey, msg.obj,
                                    self.mode.allow_mult))
-            for e in self.preflist if e.partition != self.coordinating.partition
+            for e in self.preflist if e.partition != msg.partition
         ]
         primary = self._primary[msg.partition]
         verdict = self.quorum.ack(msg.partition, durable=msg.durable, primary=primary)

@@ -105,7 +105,8 @@ def apply_write(
     With last_write_wins the new value replaces everything, seen or not.
     """
     clock = dict(current.clock) if current else {}
-    counter = clock.get(actor, 0) + 1
+    # The client's context may have seen this actor further than the local copy has.
+    counter = max(clock.get(actor, 0), context.get(actor, 0)) + 1
     dot = Dot(actor, counter)
     meta = replace(meta, last_modified_ms=now_ms, vtag=make_vtag(dot))
     new = Sibling(value, meta, dot)

@@ -48,9 +48,9 @@ from sapwood.core.ring import (
 )
 
 
-def vnode_actor(node: str, partition: int, incarnation: int) -> bytes:
-    """A compact actor id for (node, partition, incarnation): 8 bytes, as Riak's vnode ids."""
-    raw = f"{node}/{partition}/{incarnation}".encode()
+def vnode_actor(node: str, partition: int, incarnation: int, epoch: int = 0) -> bytes:
+    """A compact actor id for (node, partition, incarnation, epoch): 8 bytes, as Riak's ids."""
+    raw = f"{node}/{partition}/{incarnation}/{epoch}".encode()
     return hashlib.blake2b(raw, digest_size=8).digest()
 
 
@@ -65,6 +65,8 @@ class Vnode:
         self.partition = partition
         self.ring_size = ring_size
         self.backend = backend
+        self.incarnation = incarnation
+        self.epoch = 0
         self.actor = vnode_actor(node, partition, incarnation)
         self.stats = {"puts": 0, "gets": 0, "reaps": 0}
         # True when a committed write is all the durability the node offers (sync=commit): one
@@ -94,6 +96,7 @@ class Vnode:
         bkey = decode_bkey(raw_key)
         entries = sorted(_index_entries(bkey, self.cache.decode(raw_value)))
         self.backend.delete(self.partition, raw_key, entries)
+        self._new_actor_epoch()
 
     def merge_handoff(self, raw_key: bytes, obj: KVObject, allow_mult: bool, now_ms: int) -> None:
         bkey = decode_bkey(raw_key)
@@ -192,7 +195,15 @@ class Vnode:
         if current is not None and current.is_tombstone and dict(current.clock) == msg.clock:
             self.backend.delete(self.partition, encode_bkey(msg.bkey))
             self.stats["reaps"] += 1
+            self._new_actor_epoch()
         return []
+
+    def _new_actor_epoch(self) -> None:
+        """After deleting an object this vnode may later hold an older copy of it, or none, and
+        counting from that copy would mint a dot another write already has: so it mints its
+        dots as a new actor from now on (sim seeds 3, 4, 8)."""
+        self.epoch += 1
+        self.actor = vnode_actor(self.node, self.partition, self.incarnation, self.epoch)
 
     def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
         if key[0] == "reap":

@@ -211,6 +211,12 @@ class LmdbBackend:
                 items.append((bytes(k), bytes(v)))
         return iter(items)
 
+    def checkpoint(self) -> None:
+        if self._txn is not None:
+            self._txn.commit()
+            self._txn = None  # the batch goes on; its next write opens a new transaction
+        self.env.sync(True)
+
     def sync(self) -> None:
         self.env.sync(True)
 

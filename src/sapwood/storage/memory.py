@@ -125,6 +125,9 @@ class MemoryBackend:
     def batch(self) -> AbstractContextManager[None]:
         return nullcontext()
 
+    def checkpoint(self) -> None:
+        self.sync()
+
     def sync(self) -> None:
         self._undo.clear()
         self.syncs += 1
