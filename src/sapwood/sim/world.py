@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -152,7 +153,15 @@ class World:
         return int(self.now * (1 + node.drift)) + node.offset_ms + CLOCK_BASE_MS
 
     def _to_world_time(self, node: SimNode, at_ms: int) -> int:
-        return max(self.now, int((at_ms - node.offset_ms - CLOCK_BASE_MS) / (1 + node.drift)))
+        """The first world time at which the node's clock reads at least `at_ms`.
+
+        Rounding down would fire a timer while the node's clock still reads less than its time,
+        and a core that re-arms for the same time would then spin at one instant.
+        """
+        t = max(self.now, math.ceil((at_ms - node.offset_ms - CLOCK_BASE_MS) / (1 + node.drift)))
+        while int(t * (1 + node.drift)) + node.offset_ms + CLOCK_BASE_MS < at_ms:
+            t += 1
+        return t
 
     def shift_clock(self, name: str, delta_ms: int) -> None:
         """The node's clock jumps (NTP step, VM migration); timers already set keep their time."""
