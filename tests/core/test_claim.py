@@ -15,16 +15,13 @@ from hypothesis import strategies as st
 from sapwood.core.claim import (
     DEFAULT_RING_SIZE,
     MAX_RING_SIZE,
-    ClaimError,
-    check_spacing,
     claim,
     initial_claim,
     minimum_transfers,
-    ownership,
     spacing_target,
-    transfers,
 )
 from sapwood.core.errors import BadRequest
+from sapwood.core.ownership import ClaimError, check_spacing, ownership, transfers
 
 RING_SIZES = [8, 16, 32, 64, 128, 256]
 NODES = [f"dev{i}@127.0.0.1" for i in range(1, 41)]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sapwood.core.claim import check_spacing
 from sapwood.core.cluster import AdminRequest
 from sapwood.core.errors import BadRequest, Conflict, NotFound
+from sapwood.core.ownership import check_spacing
 from sapwood.core.requests import GetRequest, PutRequest
 from sapwood.core.ring import BKey
 from sapwood.sim.world import World

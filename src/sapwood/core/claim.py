@@ -40,7 +40,10 @@ from collections.abc import Sequence
 from itertools import groupby
 
 from sapwood.core.claim_layout import balanced_layout, restripe
-from sapwood.core.errors import BadRequest
+from sapwood.core.ownership import (
+    ClaimError,
+    _check_window,
+)
 
 MIN_RING_SIZE = 8
 MAX_RING_SIZE = 1024
@@ -57,14 +60,9 @@ REPAIR_PATIENCE = 96
 # failing that anywhere on the ring for this many of the crowded partitions.
 REPAIR_REACH_WINDOWS = 4
 REPAIR_FULL_SCANS = 4
-# Re-striping labels its layout exactly (trying every permutation) up to this many members.
 
 Owners = tuple[str, ...]
 Move = tuple[int, str]
-
-
-class ClaimError(BadRequest, ValueError):
-    """A claim was asked for something impossible or malformed; nothing was computed."""
 
 
 def _check_ring_size(ring_size: int) -> None:
@@ -75,11 +73,6 @@ def _check_ring_size(ring_size: int) -> None:
             f"ring_size must be a power of two from {MIN_RING_SIZE} to {MAX_RING_SIZE}, "
             f"got {ring_size}"
         )
-
-
-def _check_window(n: int, name: str) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ClaimError(f"{name} must be a positive integer, got {n!r}")
 
 
 def _check_members(members: Sequence[str], ring_size: int) -> list[str]:
@@ -122,31 +115,6 @@ def spacing_target(
     if ring_size < member_count:
         raise ClaimError(f"{member_count} members cannot share {ring_size} partitions")
     return min(target_n_val, ring_size // -(-ring_size // member_count))
-
-
-def check_spacing(owners: Sequence[str], n: int) -> list[int]:
-    """Partitions starting a window of `n` consecutive partitions (wrapping) that repeats an owner.
-
-    A window longer than the ring holds some partition twice, so then every partition is listed.
-    """
-    _check_window(n, "n")
-    size = len(owners)
-    if n > size:
-        return list(range(size))
-    in_window = Counter(owners[:n])
-    repeats = n - len(in_window)
-    violating = []
-    for start in range(size):
-        if repeats:
-            violating.append(start)
-        leaving, entering = owners[start], owners[(start + n) % size]
-        in_window[leaving] -= 1
-        if in_window[leaving]:
-            repeats -= 1
-        if in_window[entering]:
-            repeats += 1
-        in_window[entering] += 1
-    return violating
 
 
 def initial_claim(
@@ -207,21 +175,6 @@ def minimum_transfers(owners: Sequence[str], members: Sequence[str]) -> int:
     kept = sum(min(c, low) for c in counts.values())
     kept += min(extra, sum(1 for c in counts.values() if c > low))
     return size - kept
-
-
-def transfers(old: Sequence[str], new: Sequence[str]) -> list[tuple[int, str, str]]:
-    """The ownership handoffs from `old` to `new`: (partition, from node, to node), by partition."""
-    if len(old) != len(new):
-        raise ClaimError(f"rings differ in size: {len(old)} and {len(new)} partitions")
-    return [(p, a, b) for p, (a, b) in enumerate(zip(old, new, strict=True)) if a != b]
-
-
-def ownership(owners: Sequence[str]) -> dict[str, float]:
-    """The fraction of the ring each node owns, by node name."""
-    if not owners:
-        raise ClaimError("an empty ring has no ownership")
-    counts = Counter(owners)
-    return {node: counts[node] / len(owners) for node in sorted(counts)}
 
 
 def _moved(old: Sequence[str], new: Sequence[str]) -> int:

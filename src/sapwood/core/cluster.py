@@ -14,9 +14,9 @@ from sapwood.core import membership as ms
 from sapwood.core.backend import Backend
 from sapwood.core.consensus import RaftConfig
 from sapwood.core.effects import Effect, Flush, Reply, Send, SetTimer
-from sapwood.core.ensemble_groups import RingView
+from sapwood.core.ensemble_groups import ENSEMBLE_RAFT_CONFIG, RingView
 from sapwood.core.ensemble_messages import ENSEMBLE_MESSAGES, is_ensemble_timer
-from sapwood.core.ensembles import ENSEMBLE_RAFT_CONFIG, EnsembleHost
+from sapwood.core.ensembles import EnsembleHost
 from sapwood.core.errors import BadRequest, SapwoodError, Unavailable, error_from_status
 from sapwood.core.failure import FailureDetector, Ping
 from sapwood.core.handoff import HINTED_IDLE_MS as DEFAULT_HINTED_IDLE_MS

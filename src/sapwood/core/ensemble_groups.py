@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sapwood.core.consensus import RaftConfig
 from sapwood.core.errors import BadRequest
 from sapwood.core.ring import BKey, Ring
+
+# Every member of a group must run with the same timing (the lease argument compares one
+# member's lease with another's election timeout), so it is fixed here for all nodes.
+ENSEMBLE_RAFT_CONFIG = RaftConfig(
+    election_timeout_min_ms=1_000, election_timeout_max_ms=2_000, heartbeat_interval_ms=250)
 
 
 @dataclass(frozen=True, slots=True)

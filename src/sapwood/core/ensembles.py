@@ -48,6 +48,7 @@ from sapwood.core.consensus import (
 )
 from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
 from sapwood.core.ensemble_groups import (
+    ENSEMBLE_RAFT_CONFIG,
     RingView,
     group_id,
     member_node,
@@ -96,10 +97,6 @@ from sapwood.core.errors import BadRequest, SapwoodError
 from sapwood.core.errors import Unavailable as UnavailableError
 from sapwood.core.ring import Ring
 
-# Every member of a group must run with the same timing (the lease argument compares one
-# member's lease with another's election timeout), so it is fixed here for all nodes.
-ENSEMBLE_RAFT_CONFIG = RaftConfig(
-    election_timeout_min_ms=1_000, election_timeout_max_ms=2_000, heartbeat_interval_ms=250)
 TICK_MS = 500  # membership changes, retirement queries, suspicion expiry
 SUSPECT_MS = 3_000  # a node that left a call unanswered is asked last for this long
 RECONFIG_TIMEOUT_MS = 10_000  # a membership change not answered by then is tried afresh

@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from sapwood.core.claim import claim, transfers
+from sapwood.core.claim import claim
 from sapwood.core.errors import BadRequest, Conflict, NotFound
+from sapwood.core.ownership import transfers
 
 MAX_MEMBERS = 256
 

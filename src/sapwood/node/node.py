@@ -20,7 +20,7 @@ from typing import Any
 from sapwood.core.cluster import AdminRequest, ClusterConfig, ClusterNode
 from sapwood.core.consensus import RaftConfig
 from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
-from sapwood.core.ensembles import ENSEMBLE_RAFT_CONFIG
+from sapwood.core.ensemble_groups import ENSEMBLE_RAFT_CONFIG
 from sapwood.core.errors import SapwoodError, Unavailable
 from sapwood.core.requests import CoverageChunk, Request
 from sapwood.core.service import KVService
