@@ -104,6 +104,6 @@ def test_a_handoff_that_forgets_a_key_loses_writes_made_on_fallbacks(
 
 def test_a_durable_quorum_counted_one_short_loses_writes_in_a_power_loss(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    options = RunOptions(ops=500, faults=frozenset({Fault.POWER}))
+    options = RunOptions(ops=1500, faults=frozenset({Fault.POWER}))
     caught = first_catch(monkeypatch, quorum_one_short, options, range(10), "no-lost-writes")
     assert passes_without_the_bug(caught, "no-lost-writes")

@@ -10,7 +10,7 @@ import sys
 import click
 
 from sapwood.sim.faults import ALL_FAULTS, Fault, format_faults, parse_faults
-from sapwood.sim.runner import RunOptions, RunReport, run_seed, sweep
+from sapwood.sim.runner import SCENARIOS, RunOptions, RunReport, run_seed, sweep
 
 
 def _faults(ctx: click.Context, param: click.Parameter, value: str) -> frozenset[Fault]:
@@ -21,7 +21,7 @@ def _faults(ctx: click.Context, param: click.Parameter, value: str) -> frozenset
 
 
 def _options(nodes: int, faults: frozenset[Fault], ops: int, ring_size: int,
-             clients: int) -> RunOptions:
+             clients: int, workload: str) -> RunOptions:
     if nodes < 2:
         raise click.BadParameter("a simulated cluster needs at least 2 nodes", param_hint="--nodes")
     if ops < 1:
@@ -31,7 +31,8 @@ def _options(nodes: int, faults: frozenset[Fault], ops: int, ring_size: int,
                                  param_hint="--ring-size")
     if clients < 1:
         raise click.BadParameter("at least one client", param_hint="--clients")
-    return RunOptions(nodes=nodes, faults=faults, ops=ops, ring_size=ring_size, clients=clients)
+    return RunOptions(nodes=nodes, faults=faults, ops=ops, ring_size=ring_size, clients=clients,
+                      scenario=workload)
 
 
 _FAULT_HELP = ("Comma-separated fault kinds (" + ", ".join(f.value for f in Fault)
@@ -46,6 +47,10 @@ def _common(func: click.decorators.FC) -> click.decorators.FC:
         click.option("--ops", default=5000, show_default=True, help="Client operations per run."),
         click.option("--ring-size", default=16, show_default=True, help="Partitions."),
         click.option("--clients", default=10, show_default=True, help="Concurrent clients."),
+        click.option("--workload", type=click.Choice(sorted(SCENARIOS)), default="kv",
+                     show_default=True,
+                     help="kv: sets on allow_mult/LWW buckets; datatypes: counters, sets, maps; "
+                          "consistent: compare-and-set registers, checked for linearizability."),
     ]):
         func = option(func)
     return func
@@ -61,9 +66,9 @@ def sim() -> None:
 @_common
 @click.option("--verbose", "-v", is_flag=True, help="Show the fault log and every checker detail.")
 def run(seed: int, nodes: int, faults: frozenset[Fault], ops: int, ring_size: int, clients: int,
-        verbose: bool) -> None:
+        workload: str, verbose: bool) -> None:
     """Run one seed and print its summary, checker verdicts and trace digest."""
-    report = run_seed(seed, _options(nodes, faults, ops, ring_size, clients))
+    report = run_seed(seed, _options(nodes, faults, ops, ring_size, clients, workload))
     click.echo(report.summary(verbose=verbose))
     if not report.passed:
         sys.exit(1)
@@ -76,11 +81,11 @@ def run(seed: int, nodes: int, faults: frozenset[Fault], ops: int, ring_size: in
 @click.option("--budget", type=float, default=None,
               help="Stop starting new runs after this many seconds (CI's time box).")
 def sweep_command(seeds: int, start: int, nodes: int, faults: frozenset[Fault], ops: int,
-                  ring_size: int, clients: int, budget: float | None) -> None:
+                  ring_size: int, clients: int, workload: str, budget: float | None) -> None:
     """Run many seeds; print every failing seed with the command that reproduces it."""
     if seeds < 1:
         raise click.BadParameter("at least one seed", param_hint="--seeds")
-    options = _options(nodes, faults, ops, ring_size, clients)
+    options = _options(nodes, faults, ops, ring_size, clients, workload)
     failed: list[RunReport] = []
     with click.progressbar(length=seeds, label=f"seeds {start}..{start + seeds - 1}",
                            show_pos=True, file=sys.stderr) as bar:

@@ -8,6 +8,7 @@ key with r=all/pr=all (read repair), and judge the history and the replicas.
 
 from __future__ import annotations
 
+import importlib
 import random
 import time
 import traceback
@@ -15,11 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sapwood.core import kvobject
 from sapwood.core.cluster import ClusterNode
-from sapwood.core.kvobject import KVObject
-from sapwood.core.requests import CoverageRequest, CoverageResult, GetRequest, ListKeys, PutRequest
-from sapwood.core.ring import BKey, Ring
+from sapwood.core.requests import GetRequest, PutRequest
+from sapwood.core.ring import BKey
 from sapwood.sim import checkers
 from sapwood.sim.checkers import Verdict
 from sapwood.sim.faults import (
@@ -31,14 +30,8 @@ from sapwood.sim.faults import (
     Nemesis,
     format_faults,
 )
-from sapwood.sim.workload import (
-    BUCKET,
-    LWW_TYPE,
-    PROBE_BUCKET,
-    SETS_TYPE,
-    Workload,
-    WorkloadConfig,
-)
+from sapwood.sim.scenario import N_VAL, JudgeContext, Scenario, ScenarioConfig, ScenarioSpec
+from sapwood.sim.workload import WorkloadConfig
 from sapwood.sim.world import World
 
 LIVENESS_BOUND_MS = 20_000  # after the heal, every node must serve a request within this
@@ -49,7 +42,14 @@ PROBE_RETRY_MS = 200
 FINAL_READ_LIMIT_MS = 60_000
 CLOCK_SKEW_MS = 500
 CLOCK_DRIFT = 0.01
-N_VAL = 3
+PROBE_TYPE = "sim_probe"  # the liveness probe's writes, apart from every scenario's keys
+PROBE_BUCKET = "probe"
+# Scenario name -> (module, attribute) of its ScenarioSpec; imported when a run asks for it.
+SCENARIOS: dict[str, tuple[str, str]] = {
+    "kv": ("sapwood.sim.kv_scenario", "KV"),
+    "datatypes": ("sapwood.sim.datatype_scenario", "DATATYPES"),
+    "consistent": ("sapwood.sim.consistent_scenario", "CONSISTENT"),
+}
 # How long a group commit takes: most runs get a fast disk, some a slow one (a wider window
 # between storing a write and making it durable, which is where crashes hurt).
 DISK_SPEEDS_MS = ((1, 3), (1, 3), (2, 25))
@@ -62,18 +62,21 @@ class RunOptions:
     ops: int = 5000
     ring_size: int = 16
     clients: int = 10
-    workload: WorkloadConfig | None = None  # overrides ops and clients when given
+    scenario: str = "kv"  # a key of SCENARIOS
+    workload: WorkloadConfig | None = None  # the kv scenario's full config (overrides ops, clients)
     fault_config: FaultConfig | None = None  # the fault injector's pace and durations
 
-    def workload_config(self) -> WorkloadConfig:
-        if self.workload is not None:
+    def workload_config(self) -> ScenarioConfig | WorkloadConfig:
+        if self.workload is not None and self.scenario == "kv":
             return self.workload
-        return WorkloadConfig(ops=self.ops, clients=self.clients)
+        return ScenarioConfig(ops=self.ops, clients=self.clients)
 
     def command(self, seed: int) -> str:
         """The one-line command that reproduces a run of these options."""
-        parts = [f"sapwood sim run --seed {seed}", f"--nodes {self.nodes}",
-                 f"--faults {format_faults(self.faults)}", f"--ops {self.ops}"]
+        parts = [f"sapwood sim run --seed {seed}", f"--nodes {self.nodes}"]
+        if self.scenario != RunOptions.scenario:
+            parts.append(f"--workload {self.scenario}")
+        parts += [f"--faults {format_faults(self.faults)}", f"--ops {self.ops}"]
         if self.ring_size != RunOptions.ring_size:
             parts.append(f"--ring-size {self.ring_size}")
         if self.clients != RunOptions.clients:
@@ -158,6 +161,16 @@ def run_seed(seed: int, options: RunOptions | None = None) -> RunReport:
     return report
 
 
+def scenario_spec(name: str) -> ScenarioSpec:
+    """The spec of scenario `name` (ValueError naming the known ones when there is none)."""
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(sorted(SCENARIOS))}")
+    module, attribute = SCENARIOS[name]
+    spec = getattr(importlib.import_module(module), attribute)
+    assert isinstance(spec, ScenarioSpec)
+    return spec
+
+
 def node_names(options: RunOptions) -> tuple[list[str], list[str]]:
     """(initial members, spares that may join later)."""
     members = [f"n{i}" for i in range(1, options.nodes + 1)]
@@ -181,6 +194,7 @@ class _Run:
         self.report = report
         self.members, self.spares = node_names(options)
         self.rng = random.Random(world.rng.getrandbits(64))
+        self.spec = scenario_spec(options.scenario)
 
     def execute(self) -> None:
         world = self.world
@@ -188,8 +202,9 @@ class _Run:
         self._create_bucket_types()
         world.run_for(1_000)  # heartbeats: every node sees every other up
         world.sync_all()
-        workload = Workload(world, self.options.workload_config(),
-                            random.Random(world.rng.getrandbits(64)), self.members)
+        workload: Scenario = self.spec.factory(world, self.options.workload_config(),
+                                               random.Random(world.rng.getrandbits(64)),
+                                               self.members)
         nemesis = Nemesis(world, self.options.faults, random.Random(world.rng.getrandbits(64)),
                           self.members, list(self.spares),
                           config=self.options.fault_config or FaultConfig(),
@@ -200,7 +215,7 @@ class _Run:
         finished = world.run_until_halted(WORKLOAD_LIMIT_MS) and workload.finished
         self.report.workload_s = time.perf_counter() - started
         nemesis.quiesce()
-        self.report.ops = workload.history.counts()
+        self.report.ops = workload.counts()
         self.report.faults = dict(nemesis.injected)
         self.report.fault_log = nemesis.log
         verdicts = self.report.verdicts
@@ -210,31 +225,31 @@ class _Run:
         settled = self._settle(nemesis)
         if settled:
             verdicts.append(Verdict("settle", False, settled))
-        keys = sorted(workload.keys_written | set(self._probe_keys()))
+        keys = sorted(set(workload.final_keys()) | set(self._probe_keys()))
         unread = self._final_reads(keys)
         if unread:
             verdicts.append(Verdict("final-reads", False,
                                     f"{len(unread)} keys unreadable with r=all after settling",
                                     checkers._details(unread)))
         world.run_for(1_000)  # read repair lands
-        self._judge(workload, keys)
+        verdicts += workload.judge(JudgeContext(world, self.members, self.rng))
 
     # --- set-up -------------------------------------------------------------------------------
 
     def _create_bucket_types(self) -> None:
+        types = {PROBE_TYPE: {"allow_mult": True, "n_val": N_VAL}, **self.spec.bucket_types}
+
         def create(core: ClusterNode) -> None:
-            core.kv.create_type(SETS_TYPE, {"props": {"allow_mult": True, "n_val": N_VAL}})
-            core.kv.activate_type(SETS_TYPE)
-            core.kv.create_type(LWW_TYPE, {"props": {"allow_mult": False,
-                                                     "last_write_wins": True, "n_val": N_VAL}})
-            core.kv.activate_type(LWW_TYPE)
+            for name, props in types.items():
+                core.kv.create_type(name, {"props": props})
+                core.kv.activate_type(name)
 
         self.world.operate(self.members[0], create)
 
         def everywhere() -> bool:
             for name in self.members:
-                types = self.world.core(name).metadata.types
-                if not all(types.get(t, {}).get("active") for t in (SETS_TYPE, LWW_TYPE)):
+                known = self.world.core(name).metadata.types
+                if not all(known.get(t, {}).get("active") for t in types):
                     return False
             return True
 
@@ -247,7 +262,7 @@ class _Run:
         return [n for n in self.members if self.world.is_running(n)]
 
     def _probe_keys(self) -> list[BKey]:
-        return [BKey(SETS_TYPE, PROBE_BUCKET, name) for name in self.members]
+        return [BKey(PROBE_TYPE, PROBE_BUCKET, name) for name in self.members]
 
     def _liveness(self) -> Verdict:
         """From the heal, each member must answer a quorum write within the bound."""
@@ -263,7 +278,7 @@ class _Run:
                     latency[name] = world.now - healed_at
 
             if world.now - healed_at <= LIVENESS_BOUND_MS:
-                request = PutRequest(BKey(SETS_TYPE, PROBE_BUCKET, name), b"probe",
+                request = PutRequest(BKey(PROBE_TYPE, PROBE_BUCKET, name), b"probe",
                                      timeout_ms=2_000)
                 world.submit(name, request, answer)
 
@@ -302,9 +317,6 @@ class _Run:
             return "members disagree on the ring"
         return ""
 
-    def _ring(self) -> Ring:
-        return Ring(self.world.core(self.members[0]).state.owners)
-
     def _final_reads(self, keys: list[BKey]) -> list[str]:
         """Read every key with r=all, pr=all (which read-repairs), retrying failures."""
         world = self.world
@@ -325,84 +337,6 @@ class _Run:
             read(key)
         world.run_until(lambda: not pending, FINAL_READ_LIMIT_MS)
         return [f"{k.type}/{k.bucket}/{k.key}" for k in sorted(pending)]
-
-    # --- verdicts -----------------------------------------------------------------------------
-
-    def _replicas(self, key: BKey) -> list[tuple[str, int, KVObject | None]]:
-        out = []
-        for entry in self._ring().primaries(key, N_VAL):
-            core = self.world.core(entry.node)
-            out.append((entry.node, entry.partition, core.kv.vnode(entry.partition).read(key)))
-        return out
-
-    def _judge(self, workload: Workload, keys: list[BKey]) -> None:
-        values = workload.values
-        disagreements = []
-        set_finals: dict[str, set[int]] = {}
-        lww_finals: dict[str, set[int]] = {}
-        final_siblings: dict[str, list[checkers.Sibling]] = {}
-        live_keys: set[str] = set()
-        for key in keys:
-            replicas = self._replicas(key)
-            differing = _disagreement(replicas)
-            if differing:
-                disagreements.append(f"{key.type}/{key.key}: {differing}")
-            if key.bucket != BUCKET:
-                continue
-            allow_mult = key.type == SETS_TYPE
-            merged: KVObject | None = None
-            for _, _, obj in replicas:
-                merged = kvobject.merge(merged, obj, allow_mult=allow_mult)
-            siblings = values.siblings(merged)
-            if key.type == SETS_TYPE:
-                final_siblings[key.key] = siblings
-                set_finals[key.key] = checkers.union(siblings)
-                if siblings:
-                    live_keys.add(key.key)
-            else:
-                lww_finals[key.key] = checkers.union(siblings)
-        ops = workload.history.ops
-        finals = {**set_finals, **{f"lww:{k}": v for k, v in lww_finals.items()}}
-        history_keys = {f"lww:{k}": k for k in lww_finals}
-        verdicts = self.report.verdicts
-        verdicts.append(checkers.check_lost_writes(ops, set_finals))
-        verdicts.append(checkers.check_phantoms(ops, finals, workload.observer, history_keys))
-        verdicts.append(checkers.check_convergence(disagreements, len(keys)))
-        verdicts.append(checkers.check_siblings(workload.observer, final_siblings))
-        verdicts.append(self._final_listing(live_keys))
-        verdicts.append(checkers.measure_lww_losses(ops, lww_finals))
-
-    def _final_listing(self, live: set[str]) -> Verdict:
-        result = self.world.call(self.rng.choice(self._serving()),
-                                 CoverageRequest(ListKeys(SETS_TYPE, BUCKET), timeout_ms=5_000))
-        if not isinstance(result, CoverageResult):
-            return checkers.check_final_listing(None, 0.0, live)
-        return checkers.check_final_listing(result.items, result.harvest, live)
-
-
-def _disagreement(replicas: list[tuple[str, int, KVObject | None]]) -> str:
-    """How the primaries of one key differ, or "" when they hold equal objects.
-
-    A tombstone and no object are the same to a reader (reaping is local garbage collection, and
-    replicas reap at slightly different times), so they compare equal.
-    """
-    def normal(obj: KVObject | None) -> KVObject | None:
-        return None if obj is None or obj.is_tombstone else obj
-
-    first = normal(replicas[0][2])
-    for _, _, obj in replicas[1:]:
-        other = normal(obj)
-        if (first is None) != (other is None) or (
-                first is not None and not kvobject.equivalent(first, other)):
-            return "; ".join(f"{node}/p{p}: {_describe(o)}" for node, p, o in replicas)
-    return ""
-
-
-def _describe(obj: KVObject | None) -> str:
-    if obj is None:
-        return "absent"
-    return f"{len(obj.siblings)} siblings, clock of {len(obj.clock)} actors" + (
-        " (tombstone)" if obj.is_tombstone else "")
 
 
 # --- sweeps -----------------------------------------------------------------------------------
