@@ -3,6 +3,7 @@ the segments they touch, and the older flat format still decodes."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,10 +12,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sapwood.core.crdt import FieldKey, Map, MapOp, ORSet, RegisterOp, SetOp, decode_datatype
+from sapwood.core.crdt import (
+    CorruptDatatype,
+    FieldKey,
+    Map,
+    MapOp,
+    ORSet,
+    RegisterOp,
+    SetOp,
+    decode_datatype,
+)
 from sapwood.core.crdt import map as map_module
+from sapwood.core.crdt import segments as segments_module
 from sapwood.core.crdt import set as set_module
 from sapwood.core.crdt.dots import FORMAT_VERSION, pack
+from sapwood.core.crdt.map import SHORT_REGISTER_CODE
 from sapwood.core.crdt.segments import MAX_SEGMENTS, array_header, segment_count
 from sapwood.core.errors import PreconditionFailed
 
@@ -26,11 +38,15 @@ ELEMENTS = [b"e%d" % i for i in range(12)]
 
 @pytest.fixture
 def tiny_segments() -> Iterator[None]:
-    """Four segments whatever the size: small states are split, and the split never changes
-    (a new count rebuilds every segment, which would hide a stale one)."""
+    """Four segments whatever the size, in two groups, compressed whatever their size: small
+    states are split and compressed, and the split never changes (a new count rebuilds every
+    segment, which would hide a stale one)."""
     with pytest.MonkeyPatch.context() as mp:
         for module in (set_module, map_module):
             mp.setattr(module, "segment_count", lambda entries, target: 4)
+        mp.setattr(segments_module, "GROUP_SEGMENTS", 2)
+        mp.setattr(segments_module, "MIN_COMPRESSED_GROUPS", 2)
+        mp.setattr(segments_module, "COMPRESS_MIN_BYTES", 0)
         yield
 
 
@@ -196,3 +212,116 @@ def test_version_1_flat_encodings_still_decode() -> None:
     m = decode_datatype(old_map)
     assert m.value() == {"n_register": "v", "s_set": ["q"]}
     assert decode_datatype(m.encode()).encode() == m.encode()
+
+
+# --- version 2 (long register fields) and version 3 (short ones) -------------------------------
+
+
+def test_maps_write_version_3_with_short_register_fields() -> None:
+    key = FieldKey("name", "register")
+    m = Map.new().update(MapOp(updates=((key, RegisterOp(b"v")),)), ACTORS[0], 7)
+    data = m.encode()
+    assert data[1] == 3
+    _, _, store, _ = msgpack.unpackb(data[2:])
+    assert store[0] == 1  # one segment
+    [field] = store[1]
+    assert field == ["name", SHORT_REGISTER_CODE, 0, 1, 7, b"v"]
+    assert decode_datatype(data).encode() == data
+
+
+def test_registers_the_short_form_cannot_say_round_trip() -> None:
+    key = FieldKey("r", "register")
+    a = Map.new().update(MapOp(updates=((key, RegisterOp(b"late")),)), ACTORS[0], 100)
+    b = Map.new().update(MapOp(updates=((key, RegisterOp(b"early")),)), ACTORS[1], 5)
+    concurrent = a.merge(b)  # two assignments under two touches
+    kept = Map.new().update(MapOp(updates=((key, RegisterOp(b"new")),)), ACTORS[0], 100)
+    kept.update(MapOp(updates=((key, RegisterOp(b"old")),)), ACTORS[1], 1)  # re-tags the winner
+    for state, value in ((concurrent, "late"), (kept, "new")):
+        decoded = decode_datatype(state.encode())
+        assert decoded.value() == {"r_register": value}
+        assert decoded.encode() == state.encode()
+        assert decoded.merge(state).value() == state.value()
+
+
+def test_version_2_maps_still_decode() -> None:
+    a, b = ACTORS[0], ACTORS[1]
+    register = [[0, 1, 5, 0, b"v"]]  # the long form: the touch's dot and writer spelled out
+    segment = [["n", 2, [0, 1], register], ["s", 1, [0, 2], [[b"q"], [0, 2]]]]
+    old_map = bytes([Map.TAG, 2]) + msgpack.packb(
+        [[a, b], [2, 1], [1, segment], []], use_bin_type=True)
+    m = decode_datatype(old_map)
+    assert m.value() == {"n_register": "v", "s_set": ["q"]}
+    assert m.encode()[1] == 3
+    assert decode_datatype(m.encode()).value() == m.value()
+    s = decode_datatype(bytes([ORSet.TAG, 2]) + msgpack.packb(
+        [[a], [2], [2, [[b"x"], [0, 1]], [[b"y"], [0, 2]]], []], use_bin_type=True))
+    assert s.value() == ["x", "y"]
+
+
+@pytest.mark.parametrize("field", [
+    ["n", SHORT_REGISTER_CODE, -1, 1, 5, b"v"],  # negative actor index
+    ["n", SHORT_REGISTER_CODE, 0, 0, 5, b"v"],  # counter not positive
+    ["n", SHORT_REGISTER_CODE, 0, 1, "5", b"v"],  # timestamp not an integer
+    ["n", SHORT_REGISTER_CODE, 0, 1, 5, "v"],  # value not bytes
+    [1, SHORT_REGISTER_CODE, 0, 1, 5, b"v"],  # name not text
+])
+def test_damaged_short_register_fields_are_refused(field: list[Any]) -> None:
+    data = bytes([Map.TAG, 3]) + msgpack.packb([[ACTORS[0]], [1], [1, [field]], []],
+                                               use_bin_type=True)
+    with pytest.raises(CorruptDatatype):
+        decode_datatype(data)
+
+
+# --- compressed groups of segments (version 3) --------------------------------------------------
+
+
+def test_a_large_set_is_stored_compressed_and_updates_keep_it_right() -> None:
+    s = ORSet.new().update(SetOp(adds=tuple(b"member-%09d" % i for i in range(10_000))),
+                           ACTORS[0], 0)
+    data = s.encode()
+    assert data[1] == 3
+    assert len(data) < 8 * 10_000  # 16-byte elements: compressed, several times smaller
+    _, _, store, _ = msgpack.unpackb(data[2:])
+    assert any(isinstance(item, msgpack.ExtType) for item in store[1:])
+    s.update(SetOp(adds=(b"one-more",), removes=(b"member-000000007",)), ACTORS[0], 0)
+    assert s.encode() == s.copy().encode()
+    assert decode_datatype(s.encode()).value() == s.value()
+
+
+def compressed_set(group: bytes, count: int = 1) -> bytes:
+    store = [count, msgpack.ExtType(segments_module.COMPRESSED_GROUP_EXT, group)]
+    return bytes([ORSet.TAG, 3]) + msgpack.packb([[ACTORS[0]], [1], store, []],
+                                                 use_bin_type=True)
+
+
+def test_a_well_formed_compressed_group_decodes() -> None:
+    segment = msgpack.packb([[b"x"], [0, 1]], use_bin_type=True)
+    assert decode_datatype(compressed_set(zlib.compress(segment))).value() == ["x"]
+
+
+@pytest.mark.parametrize("data", [
+    compressed_set(b"not zlib"),
+    compressed_set(zlib.compress(msgpack.packb([[b"x"], [0, 1]]))[:-3]),  # truncated
+    compressed_set(zlib.compress(msgpack.packb([[b"x"], [0, 1]])), count=2),  # wrong count
+    compressed_set(zlib.compress(msgpack.packb([[b"x"], [0, 1]])) + b"junk"),
+    bytes([ORSet.TAG, 3]) + msgpack.packb(
+        [[ACTORS[0]], [1], [1, msgpack.ExtType(9, b"")], []]),  # unknown group type
+])
+def test_damaged_compressed_groups_are_refused(data: bytes) -> None:
+    with pytest.raises(CorruptDatatype):
+        decode_datatype(data)
+
+
+def test_groups_inflating_beyond_the_limit_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    segment = msgpack.packb([[b"x" * 100], [0, 1]], use_bin_type=True)
+    groups = [msgpack.ExtType(segments_module.COMPRESSED_GROUP_EXT, zlib.compress(
+        msgpack.packb([[name * 100], [0, 1]], use_bin_type=True))) for name in (b"x", b"y")]
+    two_groups = bytes([ORSet.TAG, 3]) + msgpack.packb([[ACTORS[0]], [1], [2, *groups], []],
+                                                       use_bin_type=True)
+    assert len(decode_datatype(two_groups).value()) == 2
+    monkeypatch.setattr(segments_module, "MAX_INFLATED_BYTES", len(segment) + 10)
+    with pytest.raises(CorruptDatatype):
+        decode_datatype(two_groups)  # each fits, not both
+    monkeypatch.setattr(segments_module, "MAX_INFLATED_BYTES", 50)
+    with pytest.raises(CorruptDatatype):
+        decode_datatype(compressed_set(zlib.compress(segment)))

@@ -13,7 +13,8 @@ Every type offers `new()`, `value()` (Riak's JSON value), `update(op, actor, now
 - `encode()` is a type-tag byte, a format-version byte, then msgpack; `decode_datatype` dispatches
   on the tag. Damaged bytes raise CorruptDatatype. Sets and maps encode in hash segments and keep
   each segment's bytes, so encoding after an update costs O(segments touched), not O(size)
-  (segments.py; format version 2, and version 1 still decodes).
+  (segments.py; format version 2). Version 3 compresses large groups of segments, and a map's
+  register field in its usual state takes a short form (map.py). Older versions still decode.
 """
 
 from __future__ import annotations

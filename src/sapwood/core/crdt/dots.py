@@ -30,9 +30,10 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 # Observed-remove types encode large sets and maps in segments (segments.py) since version 2;
-# their decoders still read version 1.
+# since version 3 sets and maps compress large groups of segments (segments.py), and maps write
+# a register field's common case in short form (map.py). Decoders read every version.
 CAUSAL_FORMAT_VERSION = 2
-CAUSAL_FORMAT_VERSIONS = (1, 2)
+CAUSAL_FORMAT_VERSIONS = (1, 2, 3)
 CONTEXT_VERSION = 1
 MAX_ACTOR_BYTES = 255
 MAX_CONTEXT_BYTES = 64 * 1024
@@ -256,6 +257,7 @@ class CausalCRDT(ABC):
 
     type_name: ClassVar[str]
     TAG: ClassVar[int]
+    FORMAT: ClassVar[int] = CAUSAL_FORMAT_VERSION  # the version `encode` writes
     store_type: ClassVar[type[DotStore]]
     op_type: ClassVar[type]
 
@@ -346,7 +348,7 @@ class CausalCRDT(ABC):
             for key, paths in sorted(self.deferred.items())
         ]
         return b"".join((
-            bytes([self.TAG, CAUSAL_FORMAT_VERSION, 0x94]),  # 0x94: a msgpack array of 4
+            bytes([self.TAG, self.FORMAT, 0x94]),  # 0x94: a msgpack array of 4
             _canonical(list(actors)), _canonical([self.clock[a] for a in actors]),
             *self.store.encode_parts(index, actors), _canonical(deferred),
         ))

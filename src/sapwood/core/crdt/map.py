@@ -197,12 +197,13 @@ class MapStore(DotStore):
         ordered = sorted(keys)
         fields = self.fields
         if not any(type(fields[key].store) in CACHED_STORES for key in ordered):
-            return _pack([[key.name, FIELD_TYPE_CODES[key.type],
-                           dots_to_wire(fields[key].touch, index), fields[key].store.to_wire(index)]
-                          for key in ordered])
+            return _pack([_field_to_wire(key, fields[key], index) for key in ordered])
         parts = [array_header(len(ordered))]
         for key in ordered:
             field = fields[key]
+            if type(field.store) not in CACHED_STORES:
+                parts.append(_pack(_field_to_wire(key, field, index)))
+                continue
             parts += (array_header(4), _pack(key.name), _pack(FIELD_TYPE_CODES[key.type]),
                       _pack(dots_to_wire(field.touch, index)),
                       *field.store.encode_parts(index, actors))
@@ -220,7 +221,14 @@ class MapStore(DotStore):
         total = 0
         for part in parts:
             total += len(part)
-            for name, code, touch_wire, store in part:
+            for wire in part:
+                if len(wire) == SHORT_REGISTER_LENGTH and type(wire[1]) is int \
+                        and wire[1] == SHORT_REGISTER_CODE:
+                    name, _, idx, counter, ts, value = wire
+                    fields[FieldKey(_field_name(name), "register")] = _short_register_field(
+                        idx, counter, ts, value, actors)
+                    continue
+                name, code, touch_wire, store = wire
                 kind = _field_type(code)
                 if not isinstance(name, str) or kind not in STORE_TYPES:
                     raise ValueError("malformed map field")
@@ -231,6 +239,35 @@ class MapStore(DotStore):
         if len(fields) != total:
             raise ValueError("malformed map fields")
         return cls(fields)
+
+
+def _field_to_wire(key: FieldKey, field: MapField, index: dict[bytes, int]) -> list[Any]:
+    """[name, type code, touch dots, value store]; a register field whose one assignment was
+    made by the field's one touch (the usual case) leaves out what the touch already says:
+    [name, SHORT_REGISTER_CODE, actor index, counter, timestamp, value] (format version 3)."""
+    touch, store = field.touch, field.store
+    if type(store) is RegisterStore and len(touch) == 1 and len(store.entries) == 1:
+        ((dot, (ts, writer, value)),) = store.entries.items()
+        ((actor, counter),) = touch.items()
+        if dot == (actor, counter) and writer == actor:
+            return [key.name, SHORT_REGISTER_CODE, index[actor], counter, ts, value]
+    return [key.name, FIELD_TYPE_CODES[key.type], dots_to_wire(touch, index),
+            store.to_wire(index)]
+
+
+def _short_register_field(idx: Any, counter: Any, ts: Any, value: Any,
+                          actors: list[bytes]) -> MapField:
+    touch = dots_from_wire([idx, counter], actors)
+    if type(idx) is not int or idx < 0 or type(ts) is not int or not isinstance(value, bytes):
+        raise ValueError("malformed register field")
+    actor = actors[idx]
+    return MapField(touch, RegisterStore({(actor, counter): (ts, actor, value)}))
+
+
+def _field_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise ValueError("malformed map field")
+    return name
 
 
 def _field_type(code: Any) -> Any:
@@ -250,6 +287,8 @@ CACHED_STORES = (SetStore, MapStore)
 # Field types travel as their index here: one byte instead of the name (append only).
 FIELD_TYPES = ("counter", "set", "register", "flag", "map")
 FIELD_TYPE_CODES = {kind: code for code, kind in enumerate(FIELD_TYPES)}
+SHORT_REGISTER_CODE = 5  # a register field in short form (see _field_to_wire)
+SHORT_REGISTER_LENGTH = 6
 
 STORE_TYPES: dict[str, type[DotStore]] = {
     "counter": CounterStore,
@@ -265,6 +304,7 @@ class Map(CausalCRDT):
 
     type_name: ClassVar[str] = "map"
     TAG: ClassVar[int] = 5
+    FORMAT: ClassVar[int] = 3  # short register fields, compressed segment groups
     store_type: ClassVar[type[DotStore]] = MapStore
     op_type: ClassVar[type] = MapOp
 

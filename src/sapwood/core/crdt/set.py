@@ -186,31 +186,48 @@ class SetStore(DotStore):
 
     @classmethod
     def from_wire(cls, data: Any, actors: list[bytes]) -> Self:
-        """The segmented form `[count, segment, ...]`, or the flat form of format version 1."""
+        """The segmented form `[count, segment, ...]`, or the flat form of format version 1.
+
+        The segments' columns are concatenated first, so the checks and the loop run once, not
+        once per (small) segment."""
         parts = split_segments(data) if is_segmented(data) else [data]
-        entries: dict[bytes, Dots] = {}
-        shared: dict[tuple[int, ...], Dots] = {}  # elements with equal dots share one map
-        total = 0
+        elements: list[Any] = []
+        sizes: list[Any] = []
+        flat: list[Any] = []
         for part in parts:
-            total += _entries_from_columns(part, actors, shared, entries)
-        if len(entries) != total:
+            if len(part) == 2:  # every element has one dot
+                part_elements, part_flat = part
+                part_sizes: list[Any] = [1] * len(part_elements)
+            else:
+                part_elements, part_sizes, part_flat = part
+            if len(part_elements) != len(part_sizes) or 2 * sum(part_sizes) != len(part_flat):
+                raise ValueError("malformed set entries")
+            elements += part_elements
+            sizes += part_sizes
+            flat += part_flat
+        entries = _entries_from_columns(elements, sizes, flat, actors)
+        if len(entries) != len(elements):
             raise ValueError("malformed set elements")
         return cls(entries)
 
 
-def _entries_from_columns(data: Any, actors: list[bytes], shared: dict[tuple[int, ...], Dots],
-                          entries: dict[bytes, Dots]) -> int:
-    if len(data) == 2:  # every element has one dot
-        elements, flat = data
-        sizes = [1] * len(elements)
-    else:
-        elements, sizes, flat = data
-    if len(elements) != len(sizes) or 2 * sum(sizes) != len(flat) or min(sizes, default=1) < 1:
+def _entries_from_columns(elements: list[Any], sizes: list[Any], flat: list[Any],
+                          actors: list[bytes]) -> dict[bytes, Dots]:
+    if min(sizes, default=1) < 1:
         raise ValueError("malformed set entries")
     if flat and (min(flat[1::2]) < 1 or min(flat[::2]) < 0):
         raise ValueError("malformed set dots")
-    if not all(isinstance(e, bytes) for e in elements):
+    if not set(map(type, elements)) <= {bytes}:
         raise ValueError("malformed set elements")
+    entries: dict[bytes, Dots] = {}
+    shared: dict[tuple[int, ...], Dots] = {}  # elements with equal dots share one map
+    if len(flat) == 2 * len(elements):  # one dot each: the usual case
+        for elem, idx, counter in zip(elements, flat[::2], flat[1::2], strict=True):
+            dots = shared.get((idx, counter))
+            if dots is None:
+                dots = shared[(idx, counter)] = dots_from_wire([idx, counter], actors)
+            entries[elem] = dots
+        return entries
     pos = 0
     for elem, size in zip(elements, sizes, strict=True):
         key = tuple(flat[pos : pos + 2 * size])
@@ -219,7 +236,7 @@ def _entries_from_columns(data: Any, actors: list[bytes], shared: dict[tuple[int
         if dots is None:
             dots = shared[key] = dots_from_wire(list(key), actors)
         entries[elem] = dots
-    return len(elements)
+    return entries
 
 
 class ORSet(CausalCRDT):
@@ -227,6 +244,7 @@ class ORSet(CausalCRDT):
 
     type_name: ClassVar[str] = "set"
     TAG: ClassVar[int] = 2
+    FORMAT: ClassVar[int] = 3  # compressed segment groups (segments.py)
     store_type: ClassVar[type[DotStore]] = SetStore
     op_type: ClassVar[type] = SetOp
 
