@@ -12,33 +12,30 @@ one wrk per member at the same time, the connections split evenly between them, 
 latency histograms merged into exact percentiles. Sapwood's req/s is printed as a multiple of
 etcd's, against the cluster issue's target (>= 1.0x). See bench/README.md.
 
-etcd is found on the PATH or, as root on Debian, installed with `apt-get install etcd-server`.
-The single-node harness (bench/http_bench.py) provides wrk handling, the report parser and the
-process helpers; the Sapwood cluster is formed with the devrel code (sapwood.cli.devrel).
+etcd is found on the PATH or, as root on Debian, installed with `apt-get install etcd-server`
+(bench/etcd.py runs and fills the etcd cluster). The single-node harness (bench/http_bench.py)
+provides wrk handling, the report parser and the process helpers; the Sapwood cluster is formed
+with the devrel code (sapwood.cli.devrel).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
 import json
 import math
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from etcd import ETCD_OPERATION, ETCD_SCRIPTS, EtcdCluster, etcd_version, find_etcd, http_json
 from http_bench import (
     BUCKET,
     OPERATIONS,
@@ -63,16 +60,8 @@ from http_bench import (
 MEMBERS = 3
 # The cluster issue's targets: Sapwood's req/s as a multiple of etcd's (put and range).
 TARGET_RATIO = {"PUT": 1.0, "GET": 1.0}
-ETCD_PACKAGE = "etcd-server"
-# The JSON gateway's path prefix moved from /v3alpha (3.2) to /v3beta (3.3) to /v3 (3.4+).
-ETCD_GATEWAYS = ("/v3", "/v3beta", "/v3alpha")
-ETCD_OPERATION = {"PUT": "put", "GET": "range"}
 STARTUP_TIMEOUT_S = 30.0
 HANDOFF_TIMEOUT_S = 300.0
-POLL_INTERVAL_S = 0.1
-HTTP_TIMEOUT_S = 5.0
-FILL_CONCURRENCY = 32
-FILL_TIMEOUT_S = 300.0
 MAX_KEYS = 1_000_000
 MAX_VALUE_SIZE = 1 << 20
 PERCENTILES = ("50", "75", "90", "99")
@@ -256,177 +245,27 @@ def measure_operations(
 # ---------------------------------------------------------------------------- etcd
 
 
-def find_etcd(allow_install: bool = True) -> str:
-    """Path of `etcd`; installs Debian's etcd-server as root when it is missing."""
-    path = shutil.which("etcd")
-    if path is None and allow_install and os.geteuid() == 0 and shutil.which("apt-get"):
-        print(f"etcd not found: installing it with `apt-get install -y {ETCD_PACKAGE}` (as root)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-q", ETCD_PACKAGE]
-        if subprocess.run(install, env=env, check=False).returncode != 0:
-            print("apt-get install failed; running `apt-get update` and trying once more")
-            subprocess.run(["apt-get", "update", "-q"], env=env, check=False)
-            subprocess.run(install, env=env, check=False)
-        path = shutil.which("etcd")
-    if path is None:
-        raise BenchError(f"etcd is not installed (Debian/Ubuntu: apt-get install {ETCD_PACKAGE})")
-    return path
-
-
-def etcd_version(path: str) -> str:
-    """`etcd --version`'s first line, e.g. "etcd Version: 3.4.23"."""
-    reply = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
-    lines = (reply.stdout or reply.stderr).strip().splitlines()
-    return lines[0] if lines else "etcd (unknown version)"
-
-
-@dataclass(frozen=True, slots=True)
-class EtcdMember:
-    name: str
-    client_port: int
-    peer_port: int
-    data_dir: Path
-
-    @property
-    def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
-
-    @property
-    def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
-
-    def command(self, etcd: str, initial_cluster: str, token: str) -> list[str]:
-        return [
-            etcd, "--name", self.name, "--data-dir", str(self.data_dir),
-            "--listen-client-urls", self.client_url, "--advertise-client-urls", self.client_url,
-            "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
-            "--initial-cluster", initial_cluster, "--initial-cluster-state", "new",
-            "--initial-cluster-token", token, "--logger", "zap", "--log-level", "warn",
-        ]
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def http_json(url: str, body: dict[str, Any] | None = None) -> Any:
-    """GET (no body) or POST a JSON body; the decoded JSON reply. Raises OSError on failure."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as reply:
-        return json.loads(reply.read() or b"{}")
-
-
-def wait_etcd_healthy(
-    member: EtcdMember, proc: subprocess.Popen[bytes], deadline: float
-) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"etcd {member.name} exited with {proc.returncode}")
-        try:
-            if http_json(f"{member.client_url}/health").get("health") == "true":
-                return
-        except (OSError, ValueError):
-            pass
-        time.sleep(POLL_INTERVAL_S)
-    raise BenchError(f"etcd {member.name} was not healthy in time")
-
-
-def find_gateway(url: str) -> str:
-    """The JSON gateway's path prefix this etcd serves (/v3 for 3.4)."""
-    for prefix in ETCD_GATEWAYS:
-        try:
-            http_json(f"{url}{prefix}/kv/range", {"key": b64("probe")})
-        except urllib.error.HTTPError as error:
-            if error.code == 404:
-                continue
-            raise BenchError(f"etcd gateway {prefix}/kv/range answered {error.code}") from error
-        except OSError as error:
-            raise BenchError(f"etcd gateway probe failed: {error}") from error
-        return prefix
-    raise BenchError(f"etcd serves none of the gateway prefixes {', '.join(ETCD_GATEWAYS)}")
-
-
-def etcd_key_count(url: str, gateway: str, prefix: str) -> int:
-    """How many keys under `prefix/` exist (a count-only range)."""
-    start = f"{prefix}/"
-    end = start[:-1] + chr(ord(start[-1]) + 1)
-    body = {"key": b64(start), "range_end": b64(end), "count_only": True}
-    # int64 fields come back as JSON strings, and zero values are left out.
-    return int(http_json(f"{url}{gateway}/kv/range", body).get("count", 0))
-
-
-async def _fill_etcd(url: str, gateway: str, config: ClusterConfig) -> int:
-    from aiohttp import ClientSession, TCPConnector
-
-    value = base64.b64encode(b"v" * config.value_size).decode()
-    pending = iter(range(config.keys))
-    failures = 0
-
-    async def writer(session: ClientSession) -> None:
-        nonlocal failures
-        for index in pending:
-            body = {"key": b64(f"{BUCKET}/k{index}"), "value": value}
-            async with session.post(f"{url}{gateway}/kv/put", json=body) as reply:
-                await reply.read()
-                failures += reply.status >= 300
-
-    async with ClientSession(connector=TCPConnector(limit=FILL_CONCURRENCY)) as session:
-        writers = [writer(session) for _ in range(FILL_CONCURRENCY)]
-        await asyncio.wait_for(asyncio.gather(*writers), FILL_TIMEOUT_S)
-    return failures
-
-
-def prepare_etcd_get(url: str, gateway: str, config: ClusterConfig, covered: bool) -> None:
-    if not covered:
-        print("[etcd] timed PUT run may have missed some keys: writing them all once")
-        failures = asyncio.run(_fill_etcd(url, gateway, config))
-        if failures:
-            raise BenchError(f"{failures} of {config.keys} etcd puts failed while filling")
-    # A range for a missing key is a 200 with no kvs: check they all exist instead.
-    found = etcd_key_count(url, gateway, BUCKET)
-    if found != config.keys:
-        raise BenchError(f"etcd holds {found} of the {config.keys} keys before the range run")
-
-
 def measure_etcd(etcd: str, wrk: str, config: ClusterConfig, tmp_dir: Path) -> SystemResult:
     system = SystemResult(name="etcd", version=etcd_version(etcd))
-    members = [
-        EtcdMember(f"m{i}", free_port(), free_port(), tmp_dir / f"etcd-m{i}")
-        for i in range(1, MEMBERS + 1)
-    ]
-    initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
-    token = f"sapwood-bench-{os.getpid()}"
-    logs = [tmp_dir / f"etcd-{m.name}.log" for m in members]
-    procs: list[subprocess.Popen[bytes]] = []
+    cluster = EtcdCluster(etcd, tmp_dir, MEMBERS)
+    system.commands.extend(cluster.commands)
     try:
-        for member, log in zip(members, logs, strict=True):
-            command = member.command(etcd, initial, token)
-            system.commands.append(command)
-            print(f"[etcd] starting: {shlex.join(command)}", flush=True)
-            procs.append(start_server(command, log))
-        deadline = time.monotonic() + config.startup_timeout_s
-        for member, proc in zip(members, procs, strict=True):
-            wait_etcd_healthy(member, proc, deadline)
-        gateway = find_gateway(members[0].client_url)
-        print(f"[etcd] {MEMBERS} members healthy; JSON gateway at {gateway}/kv/put and "
-              f"{gateway}/kv/range (linearizable range)", flush=True)
+        cluster.start(config.startup_timeout_s)
         plan = LoadPlan(
-            urls=tuple(m.client_url for m in members),
-            scripts={"PUT": "etcd_put.lua", "GET": "etcd_range.lua"},
-            extra_arg={"PUT": gateway, "GET": gateway},
-            pids=tuple(proc.pid for proc in procs),
+            urls=cluster.urls,
+            scripts=dict(ETCD_SCRIPTS),
+            extra_arg={"PUT": cluster.gateway, "GET": cluster.gateway},
+            pids=cluster.pids,
         )
         measure_operations(
             system, wrk, plan, config, BUCKET,
-            lambda covered: prepare_etcd_get(members[0].client_url, gateway, config, covered),
+            lambda covered: cluster.prepare_get(BUCKET, config.keys, config.value_size, covered),
             tmp_dir,
         )
     except BenchError as error:
-        system.error = str(error) + _log_tails(logs)
+        system.error = str(error) + cluster.log_tails()
     finally:
-        for proc in procs:
-            stop_process(proc)
+        cluster.stop()
     return system
 
 
