@@ -29,6 +29,7 @@ from sapwood.core.handoff import (
 )
 from sapwood.core.kvobject import decode as decode_object
 from sapwood.core.membership import ClusterState, Member, Status
+from sapwood.core.messages import KV_MESSAGES
 from sapwood.core.metadata import ClusterMetadata
 from sapwood.core.requests import DeleteRequest, GetRequest, PutRequest, Request
 from sapwood.core.ring import Ring, decode_bkey
@@ -139,7 +140,7 @@ class ClusterNode:
         self.now_ms = now_ms
         if isinstance(request, AdminRequest):
             return self._admin(req_id, request, now_ms)
-        if isinstance(request, GetRequest | PutRequest | DeleteRequest):
+        if isinstance(request, (GetRequest, PutRequest, DeleteRequest)):  # a tuple: faster
             props = self._consistent_props(request)
             if props is not None:
                 try:
@@ -167,6 +168,8 @@ class ClusterNode:
     def _on_message(self, sender: str, msg: Any, now_ms: int) -> list[Effect]:
         self.now_ms = now_ms
         self.detector.heard(sender, now_ms)
+        if type(msg) in KV_MESSAGES:  # most traffic: skip the checks for the rarer kinds
+            return self.kv.on_message_in_batch(msg, now_ms)  # on_message holds the batch
         if isinstance(msg, Ping):
             # Members ping members; a node that is not in our peer set (one that has left and
             # still hands data off) hears from us only if we answer.

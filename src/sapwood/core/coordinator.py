@@ -69,6 +69,12 @@ class Phase(Enum):
     DONE = "done"
 
 
+# Enum members as module constants: reading a member off an Enum class costs several times a
+# global lookup (CPython 3.11), and the phase and verdict checks run on every message.
+_COLLECTING, _ANSWERED, _DONE = Phase.COLLECTING, Phase.ANSWERED, Phase.DONE
+_V_PENDING, _V_OK, _V_FAILED = Verdict.PENDING, Verdict.OK, Verdict.FAILED
+
+
 def timer_key(req_id: int) -> tuple[str, int]:
     return ("request", req_id)
 
@@ -97,7 +103,7 @@ class GetCoordinator(_KeyCoordinator):
         quorums: Quorums, mode: WriteMode, timeout_ms: int,
     ) -> None:
         super().__init__(req_id, node, bkey, preflist, mode, timeout_ms)
-        self.phase = Phase.COLLECTING
+        self.phase = _COLLECTING
         self.replies: dict[int, KVObject | None] = {}
         self.quorum = GetQuorum(
             n=quorums.n, r=quorums.r, pr=quorums.pr, notfound_ok=quorums.notfound_ok,
@@ -105,15 +111,16 @@ class GetCoordinator(_KeyCoordinator):
             asked=len(preflist),
         )
         self._node_of = {e.partition: e.node for e in preflist}
+        self._merged: tuple[int, KVObject | None] = (0, None)  # (replies merged, their merge)
 
     @property
     def done(self) -> bool:
-        return self.phase is Phase.DONE
+        return self.phase is _DONE
 
     def start(self, now_ms: int) -> list[Effect]:
-        if self.quorum.verdict() is Verdict.FAILED:
+        if self.quorum.verdict() is _V_FAILED:
             # Fewer replicas reachable than R (or PR): say so now rather than at the timeout.
-            self.phase = Phase.DONE
+            self.phase = _DONE
             return [Reply(self.req_id, Unavailable(self.quorum.reason))]
         effects: list[Effect] = [
             Send(e.node, Fetch(self.req_id, self.node, e.partition, self.bkey)) for e in self.preflist
@@ -122,12 +129,16 @@ class GetCoordinator(_KeyCoordinator):
         return effects
 
     def merged(self) -> KVObject | None:
-        result: KVObject | None = None
+        count, result = self._merged
+        if count == len(self.replies) and count:
+            return result  # replies only grow: the same count is the same replies
+        result = None
         for obj in self.replies.values():
             result = kvobject.merge(result, obj, allow_mult=self.mode.allow_mult)
         if result is not None and (not self.mode.allow_mult or self.mode.last_write_wins):
             # One replica's answer, or siblings written before allow_mult was switched off.
             result = kvobject.resolve_newest(result)
+        self._merged = (len(self.replies), result)
         return result
 
     def on_message(self, msg: Any, now_ms: int) -> list[Effect]:
@@ -142,23 +153,23 @@ class GetCoordinator(_KeyCoordinator):
             primary=self._primary[msg.partition],
         )
         effects: list[Effect] = []
-        if self.phase is Phase.COLLECTING and verdict is not Verdict.PENDING:
+        if self.phase is _COLLECTING and verdict is not _V_PENDING:
             effects.append(self._answer(verdict))
         if self.quorum.replies >= len(self.preflist):
             effects += self._finish(now_ms)
         return effects
 
     def _answer(self, verdict: Verdict) -> Reply:
-        self.phase = Phase.ANSWERED
-        if verdict is Verdict.FAILED:
+        self.phase = _ANSWERED
+        if verdict is _V_FAILED:
             return Reply(self.req_id, Unavailable(self.quorum.reason))
-        obj = self.merged() if verdict is Verdict.OK else None
+        obj = self.merged() if verdict is _V_OK else None
         return Reply(self.req_id, GetResult(self.bkey, obj))
 
     def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
         effects: list[Effect] = []
-        if self.phase is Phase.COLLECTING:
-            self.phase = Phase.ANSWERED
+        if self.phase is _COLLECTING:
+            self.phase = _ANSWERED
             got = self.quorum.found + self.quorum.notfound
             effects.append(Reply(self.req_id, Unavailable(
                 f"R-value unsatisfied: {got}/{self.quorum.r} (timeout)")))
@@ -166,9 +177,9 @@ class GetCoordinator(_KeyCoordinator):
 
     def _finish(self, now_ms: int) -> list[Effect]:
         """All replies are in (or time is up): repair the replicas that were behind."""
-        if self.phase is Phase.DONE:
+        if self.phase is _DONE:
             return []
-        self.phase = Phase.DONE
+        self.phase = _DONE
         merged = self.merged()
         if merged is None:
             return []
@@ -203,6 +214,10 @@ class PutPhase(Enum):
     DONE = "done"
 
 
+_PUT_COORDINATING, _PUT_REPLICATING, _PUT_DONE = (
+    PutPhase.COORDINATING, PutPhase.REPLICATING, PutPhase.DONE)
+
+
 class PutCoordinator(_KeyCoordinator):
     """Apply the write at one vnode (which mints the dot), replicate to the rest, count W/DW/PW."""
 
@@ -218,7 +233,7 @@ class PutCoordinator(_KeyCoordinator):
         self.context = context
         self.return_body = return_body
         self.update = update
-        self.phase = PutPhase.COORDINATING
+        self.phase = _PUT_COORDINATING
         self.obj: KVObject | None = None
         self.quorum = PutQuorum(
             n=quorums.n, w=quorums.w, dw=max(quorums.dw, 1), pw=quorums.pw,
@@ -230,15 +245,15 @@ class PutCoordinator(_KeyCoordinator):
 
     @property
     def done(self) -> bool:
-        return self.phase is PutPhase.DONE
+        return self.phase is _PUT_DONE
 
     def start(self, now_ms: int) -> list[Effect]:
         if self.coordinating is None:
-            self.phase = PutPhase.DONE  # no replica is up to take the write (sim seed 71)
+            self.phase = _PUT_DONE  # no replica is up to take the write (sim seed 71)
             return [Reply(self.req_id, Unavailable("no replica of this key is up"))]
         early = self.quorum.verdict()
-        if early is Verdict.FAILED:
-            self.phase = PutPhase.DONE
+        if early is _V_FAILED:
+            self.phase = _PUT_DONE
             return [Reply(self.req_id, Unavailable(self.quorum.reason))]
         c = self.coordinating
         assert c is not None
@@ -253,9 +268,9 @@ class PutCoordinator(_KeyCoordinator):
         return [Send(c.node, msg), SetTimer(timer_key(self.req_id), now_ms + self.timeout_ms)]
 
     def on_message(self, msg: Any, now_ms: int) -> list[Effect]:
-        if self.phase is PutPhase.DONE:
+        if self.phase is _PUT_DONE:
             return []
-        if isinstance(msg, CoordinatePutReply) and self.phase is PutPhase.COORDINATING:
+        if isinstance(msg, CoordinatePutReply) and self.phase is _PUT_COORDINATING:
             return self._on_coordinated(msg)
         if isinstance(msg, StoreAck) and msg.partition in self._primary:
             primary = self._primary[msg.partition]
@@ -266,11 +281,11 @@ class PutCoordinator(_KeyCoordinator):
 
     def _on_coordinated(self, msg: CoordinatePutReply) -> list[Effect]:
         if msg.obj is None:
-            self.phase = PutPhase.DONE
+            self.phase = _PUT_DONE
             error_class = _ERRORS_BY_STATUS.get(msg.status, Unavailable)
             return [Reply(self.req_id, error_class(msg.error or "the coordinating vnode failed"))]
         self.obj = msg.obj
-        self.phase = PutPhase.REPLICATING
+        self.phase = _PUT_REPLICATING
         effects: list[Effect] = [
             Send(e.node, Replicate(self.req_id, self.node, e.partition, self.bkey, msg.obj,
                                    self.mode.allow_mult))
@@ -281,18 +296,18 @@ class PutCoordinator(_KeyCoordinator):
         return effects + self._decide(verdict)
 
     def _decide(self, verdict: Verdict) -> list[Effect]:
-        if verdict is Verdict.PENDING:
+        if verdict is _V_PENDING:
             return []
-        self.phase = PutPhase.DONE
-        if verdict is Verdict.FAILED:
+        self.phase = _PUT_DONE
+        if verdict is _V_FAILED:
             return [Reply(self.req_id, Unavailable(self.quorum.reason))]
         obj = self.obj if self.return_body else None
         return [Reply(self.req_id, PutResult(self.bkey, obj))]
 
     def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
-        if self.phase is PutPhase.DONE:
+        if self.phase is _PUT_DONE:
             return []
-        self.phase = PutPhase.DONE
+        self.phase = _PUT_DONE
         return [Reply(self.req_id, Unavailable(self.quorum.timeout_reason()))]
 
 
@@ -301,6 +316,10 @@ class DeletePhase(Enum):
     WRITING = "writing"  # putting the tombstone
     CONFIRMING = "confirming"  # answered; checking every primary holds the tombstone, then reap
     DONE = "done"
+
+
+_DELETE_READING, _DELETE_WRITING, _DELETE_CONFIRMING, _DELETE_DONE = (
+    DeletePhase.READING, DeletePhase.WRITING, DeletePhase.CONFIRMING, DeletePhase.DONE)
 
 
 class DeleteCoordinator:
@@ -321,12 +340,12 @@ class DeleteCoordinator:
         self.mode = mode
         self.timeout_ms = timeout_ms
         self.context = context
-        self.phase = DeletePhase.READING
+        self.phase = _DELETE_READING
         self.inner: GetCoordinator | PutCoordinator | None = None
 
     @property
     def done(self) -> bool:
-        return self.phase is DeletePhase.DONE
+        return self.phase is _DELETE_DONE
 
     def start(self, now_ms: int) -> list[Effect]:
         if self.context is not None:
@@ -336,7 +355,7 @@ class DeleteCoordinator:
         return self.inner.start(now_ms)
 
     def _write(self, context: dict[bytes, int], now_ms: int) -> list[Effect]:
-        self.phase = DeletePhase.WRITING
+        self.phase = _DELETE_WRITING
         tombstone = Metadata(deleted=True)
         # A tombstone must never be resolved away by a concurrent live sibling on allow_mult=false
         # buckets before every replica has it, so it is written like any other value.
@@ -347,10 +366,10 @@ class DeleteCoordinator:
         return self.inner.start(now_ms)
 
     def _confirm(self, now_ms: int) -> list[Effect]:
-        self.phase = DeletePhase.CONFIRMING
+        self.phase = _DELETE_CONFIRMING
         primaries = [e for e in self.preflist if e.primary]
         if len(primaries) < self.quorums.n or self.mode.delete_mode == "keep":
-            self.phase = DeletePhase.DONE
+            self.phase = _DELETE_DONE
             return []
         confirm = Quorums(n=self.quorums.n, r=self.quorums.n, notfound_ok=True)
         self.inner = GetCoordinator(self.req_id, self.node, self.bkey, primaries, confirm,
@@ -364,34 +383,34 @@ class DeleteCoordinator:
                 out.append(effect)
             else:
                 out += self._on_inner_reply(effect.result, now_ms)
-        if self.phase is DeletePhase.CONFIRMING and self.inner is not None and self.inner.done:
-            self.phase = DeletePhase.DONE
+        if self.phase is _DELETE_CONFIRMING and self.inner is not None and self.inner.done:
+            self.phase = _DELETE_DONE
         return out
 
     def _on_inner_reply(self, result: Any, now_ms: int) -> list[Effect]:
-        if self.phase is DeletePhase.READING:
+        if self.phase is _DELETE_READING:
             if isinstance(result, SapwoodError):
-                self.phase = DeletePhase.DONE
+                self.phase = _DELETE_DONE
                 return [Reply(self.req_id, result)]
             assert isinstance(result, GetResult)
             if not result.found:
-                self.phase = DeletePhase.DONE
+                self.phase = _DELETE_DONE
                 return [Reply(self.req_id, NotFound("not found"))]
             assert result.obj is not None
             return self._write(dict(result.obj.clock), now_ms)
-        if self.phase is DeletePhase.WRITING:
+        if self.phase is _DELETE_WRITING:
             if isinstance(result, SapwoodError):
-                self.phase = DeletePhase.DONE
+                self.phase = _DELETE_DONE
                 return [Reply(self.req_id, result)]
             return [Reply(self.req_id, DeleteResult(self.bkey)), *self._confirm(now_ms)]
         return []  # the confirming read's own answer goes nowhere: its repair and reap effects do
 
     def on_message(self, msg: Any, now_ms: int) -> list[Effect]:
-        if self.inner is None or self.phase is DeletePhase.DONE:
+        if self.inner is None or self.phase is _DELETE_DONE:
             return []
         return self._translate(self.inner.on_message(msg, now_ms), now_ms)
 
     def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
-        if self.inner is None or self.phase is DeletePhase.DONE:
+        if self.inner is None or self.phase is _DELETE_DONE:
             return []
         return self._translate(self.inner.on_timer(key, now_ms), now_ms)

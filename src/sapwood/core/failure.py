@@ -35,7 +35,8 @@ class FailureDetector:
         return [SetTimer(TIMER, now_ms + self.interval_ms)]
 
     def heard(self, node: str, now_ms: int) -> None:
-        self.now_ms = max(self.now_ms, now_ms)
+        if now_ms > self.now_ms:
+            self.now_ms = now_ms
         self.last_heard[node] = now_ms
 
     def tick(self, peers: Iterable[str], now_ms: int) -> list[Effect]:

@@ -7,11 +7,19 @@ replica merges whole objects (`merge`). Both keep exactly the siblings nobody ha
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import msgpack
 
-from sapwood.core.causal import Dot, VClock, clock_from_wire, clock_to_wire, covers, merge_clocks
+from sapwood.core.causal import (
+    Dot,
+    VClock,
+    clock_from_wire,
+    clock_to_wire,
+    covers,
+    descends,
+    merge_clocks,
+)
 from sapwood.core.errors import Conflict, TooLarge
 from sapwood.core.limits import MAX_OBJECT_BYTES, MAX_SIBLINGS
 
@@ -32,6 +40,13 @@ class Metadata:
     last_modified_ms: int = 0
     vtag: str = ""
     deleted: bool = False
+
+
+def _stamped(meta: Metadata, last_modified_ms: int, vtag: str) -> Metadata:
+    """`replace(meta, last_modified_ms=..., vtag=...)` at a fraction of its cost (every write
+    runs it): keep it in step with Metadata's fields."""
+    return Metadata(meta.content_type, meta.charset, meta.encoding, meta.usermeta, meta.indexes,
+                    meta.links, last_modified_ms, vtag, meta.deleted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +119,11 @@ def apply_write(
     Siblings the client's context has seen are replaced; concurrent ones stay beside the new value.
     With last_write_wins the new value replaces everything, seen or not.
     """
-    clock = dict(current.clock) if current else {}
+    clock: VClock = current.clock if current else {}  # read only: merge_clocks copies it
     # The client's context may have seen this actor further than the local copy has.
     counter = max(clock.get(actor, 0), context.get(actor, 0)) + 1
     dot = Dot(actor, counter)
-    meta = replace(meta, last_modified_ms=now_ms, vtag=make_vtag(dot))
+    meta = _stamped(meta, now_ms, make_vtag(dot))
     new = Sibling(value, meta, dot)
     if last_write_wins or current is None:
         kept: tuple[Sibling, ...] = ()
@@ -158,18 +173,29 @@ def merge(a: KVObject | None, b: KVObject | None, *, allow_mult: bool = True) ->
 def _merges_to(new: KVObject, old: KVObject) -> bool:
     """merge(old, new) is `new` itself: it has seen all of `old`, and `old` has superseded none of
     its siblings (the common case of a replica receiving the next version)."""
-    if not all(new.clock.get(actor, 0) >= counter for actor, counter in old.clock.items()):
+    if not descends(new.clock, old.clock):
         return False
+    old_clock = old.clock
     old_dots = {s.dot for s in old.siblings}
-    return all(s.dot in old_dots or not covers(old.clock, s.dot) for s in new.siblings)
+    for s in new.siblings:
+        dot = s.dot
+        if dot not in old_dots and old_clock.get(dot.actor, 0) >= dot.counter:
+            return False
+    return True
 
 
 def equivalent(a: KVObject | None, b: KVObject | None) -> bool:
     if a is None or b is None or a is b:
         return a is b
-    return dict(a.clock) == dict(b.clock) and {s.dot for s in a.siblings} == {
-        s.dot for s in b.siblings
-    }
+    a_siblings, b_siblings = a.siblings, b.siblings
+    if len(a_siblings) == 1 and len(b_siblings) == 1:  # the usual case: no set to build
+        same_dots = a_siblings[0].dot == b_siblings[0].dot
+    else:
+        same_dots = {s.dot for s in a_siblings} == {s.dot for s in b_siblings}
+    a_clock, b_clock = a.clock, b.clock
+    if type(a_clock) is dict and type(b_clock) is dict:
+        return same_dots and a_clock == b_clock
+    return same_dots and dict(a_clock) == dict(b_clock)
 
 
 # --- encoding -------------------------------------------------------------------------------
@@ -231,11 +257,15 @@ def encode(obj: KVObject) -> bytes:
     the same bytes, without per-call buffer allocation and copying of large values."""
     if obj.encoded is not None:
         return obj.encoded
-    parts = [_ARRAY3, _pack(ENCODING_VERSION), _pack(clock_to_wire(obj.clock)),
-             _array_header(len(obj.siblings))]
+    # msgpack packs a tuple as it packs a list: the pairs and fields go in as they are, without
+    # the lists `clock_to_wire` and `_meta_to_wire` would build for them.
+    parts = [_ARRAY3, _VERSION, _pack(sorted(obj.clock.items())), _array_header(len(obj.siblings))]
     for s in obj.siblings:
+        m = s.meta
+        fields = (m.content_type, m.charset, m.encoding, m.usermeta, m.indexes, m.links,
+                  m.last_modified_ms, m.vtag, m.deleted)
         parts += (_ARRAY4, _bin_header(len(s.value)), s.value,
-                  _pack([_meta_to_wire(s.meta), s.dot.actor, s.dot.counter])[1:])
+                  _pack((fields, s.dot.actor, s.dot.counter))[1:])
     data = b"".join(parts)
     object.__setattr__(obj, "encoded", data)
     return data
@@ -243,6 +273,7 @@ def encode(obj: KVObject) -> bytes:
 
 _ARRAY3 = b"\x93"
 _ARRAY4 = b"\x94"
+_VERSION = msgpack.packb(ENCODING_VERSION)
 
 
 def _pack(value: object) -> bytes:
@@ -285,6 +316,19 @@ class DecodeCache:
     def __init__(self, limit: int = DECODE_CACHE_ENTRIES) -> None:
         self.limit = limit
         self._entries: dict[bytes, KVObject] = {}
+
+    def remember(self, data: bytes, obj: KVObject) -> None:
+        """`data` is `encode(obj)`, just stored: its next read need not decode it again."""
+        if len(data) <= DECODE_CACHE_MAX_BYTES and data not in self._entries:
+            if len(self._entries) >= self.limit:
+                del self._entries[next(iter(self._entries))]
+            self._entries[data] = obj
+
+    def decode_uncached(self, data: bytes) -> KVObject:
+        """The cached object if there is one, else a decoding that is not kept (folds over a
+        whole partition must not push the hot objects out)."""
+        obj = self._entries.get(data)
+        return decode(data) if obj is None else obj
 
     def decode(self, data: bytes) -> KVObject:
         if len(data) > DECODE_CACHE_MAX_BYTES:

@@ -126,3 +126,8 @@ class FoldReply:
     node: str
     items: list[Any]
     error: str | None = None
+
+
+# Every message the KV service (coordinators and vnodes) handles, for dispatch by exact type.
+KV_MESSAGES = frozenset({Fetch, FetchReply, CoordinatePut, CoordinateUpdate, CoordinatePutReply,
+                         Replicate, StoreAck, Reap, Fold, FoldReply})

@@ -18,6 +18,11 @@ class Verdict(Enum):
     FAILED = "failed"
 
 
+# Enum members as module constants: reading a member off an Enum class costs several times a
+# global lookup (CPython 3.11), and a verdict is reached on every reply.
+_PENDING, _OK, _NOTFOUND, _FAILED = Verdict.PENDING, Verdict.OK, Verdict.NOTFOUND, Verdict.FAILED
+
+
 @dataclass(slots=True)
 class GetQuorum:
     n: int
@@ -57,20 +62,20 @@ class GetQuorum:
         counted = self.found + (self.notfound if self.notfound_ok else 0)
         failed = self.errors + (0 if self.notfound_ok else self.notfound)
         if counted >= self.r and self.primary_ok >= self.pr:
-            return Verdict.OK if self.found else Verdict.NOTFOUND
+            return _OK if self.found else _NOTFOUND
         if self.primaries < self.pr or self.primary_failed > self.primaries - self.pr:
             self.reason = f"PR-value unsatisfied: {self.primary_ok}/{self.pr}"
-            return Verdict.FAILED
+            return _FAILED
         majority = self.n // 2 + 1
         if self.basic_quorum and not self.notfound_ok and self.notfound >= majority:
-            return Verdict.NOTFOUND
+            return _NOTFOUND
         asked = self.n if self.asked < 0 else self.asked
         if failed > asked - self.r or self.replies >= asked:
             if self.errors == 0 and self.found == 0 and self.notfound > 0:
-                return Verdict.NOTFOUND
+                return _NOTFOUND
             self.reason = f"R-value unsatisfied: {counted}/{self.r}"
-            return Verdict.FAILED
-        return Verdict.PENDING
+            return _FAILED
+        return _PENDING
 
 
 @dataclass(slots=True)
@@ -109,18 +114,18 @@ class PutQuorum:
             and len(self.durable) >= self.dw
             and len(self.primary_acked) >= self.pw
         ):
-            return Verdict.OK
+            return _OK
         possible = (self.n if self.asked < 0 else self.asked) - len(self.failed)
         if self.primaries < self.pw or self.primaries - self.primary_failed < self.pw:
             self.reason = f"PW-value unsatisfied: {len(self.primary_acked)}/{self.pw}"
-            return Verdict.FAILED
+            return _FAILED
         if possible < self.w:
             self.reason = f"W-value unsatisfied: {len(self.acked)}/{self.w}"
-            return Verdict.FAILED
+            return _FAILED
         if possible < self.dw:
             self.reason = f"DW-value unsatisfied: {len(self.durable)}/{self.dw}"
-            return Verdict.FAILED
-        return Verdict.PENDING
+            return _FAILED
+        return _PENDING
 
     def timeout_reason(self) -> str:
         if len(self.acked) < self.w:

@@ -88,9 +88,13 @@ class Ring:
 
     owners: tuple[str, ...]
     members: tuple[str, ...] = field(init=False, compare=False)
+    # (bkey, n_val) -> its primaries: every request asks, and a ring never changes.
+    _primaries: dict[tuple[BKey, int], tuple[PreflistEntry, ...]] = field(
+        init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "members", tuple(sorted(set(self.owners))))
+        object.__setattr__(self, "_primaries", {})
 
     @classmethod
     def single(cls, node: str, ring_size: int = DEFAULT_RING_SIZE) -> Ring:
@@ -108,11 +112,19 @@ class Ring:
         return self.partition_of_hash(key_hash(bkey))
 
     def primaries(self, bkey: BKey, n_val: int) -> list[PreflistEntry]:
-        first = self.first_partition(bkey)
-        return [
-            PreflistEntry(p, self.owners[p], True)
-            for p in ((first + i) % self.size for i in range(min(n_val, self.size)))
-        ]
+        cached = self._primaries.get((bkey, n_val))
+        if cached is None:
+            owners = self.owners
+            size = len(owners)
+            first = first_partition(key_hash(bkey), size)
+            cached = tuple([
+                PreflistEntry(p, owners[p], True)
+                for p in [(first + i) % size for i in range(min(n_val, size))]
+            ])
+            if len(self._primaries) >= BKEY_CACHE_ENTRIES:
+                self._primaries.clear()
+            self._primaries[(bkey, n_val)] = cached
+        return list(cached)
 
     def preflist(self, bkey: BKey, n_val: int, up: frozenset[str] | None = None) -> list[PreflistEntry]:
         """The N replicas for a key: up primaries, and for each down primary a fallback.

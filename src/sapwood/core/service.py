@@ -7,9 +7,9 @@ asyncio node, the embedded store and the simulator all drive this same object.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sapwood.core import limits
@@ -48,7 +48,7 @@ from sapwood.core.requests import (
     Request,
     UpdateRequest,
 )
-from sapwood.core.ring import BKey, PreflistEntry, Ring
+from sapwood.core.ring import BKEY_CACHE_ENTRIES, BKey, PreflistEntry, Ring
 from sapwood.core.vnode import Vnode
 
 Coordinator = GetCoordinator | PutCoordinator | DeleteCoordinator | CoverageCoordinator
@@ -59,6 +59,7 @@ _CONSISTENT_COVERAGE: dict[type, str] = {
     IndexQuery: "secondary indexes are not supported on consistent bucket types",
 }
 _REPLIES = frozenset({FetchReply, CoordinatePutReply, StoreAck, FoldReply})
+QUORUM_CACHE_ENTRIES = 1024  # (value, n_val, name, default) combinations resolved once
 
 
 @dataclass(slots=True)
@@ -72,6 +73,14 @@ class ServiceStats:
 
 
 def check_bkey(bkey: BKey) -> None:
+    problem = _bkey_problem(bkey)
+    if problem:
+        raise BadRequest(problem)
+
+
+@lru_cache(maxsize=BKEY_CACHE_ENTRIES)
+def _bkey_problem(bkey: BKey) -> str:
+    """What is wrong with the names of `bkey` ("" when nothing): hot keys are checked once."""
     for part, limit, what in (
         (bkey.type, limits.MAX_TYPE_BYTES, "bucket type"),
         (bkey.bucket, limits.MAX_BUCKET_BYTES, "bucket"),
@@ -79,9 +88,30 @@ def check_bkey(bkey: BKey) -> None:
     ):
         size = len(part.encode("utf-8", "surrogateescape"))
         if size == 0:
-            raise BadRequest(f"{what} name must not be empty")
+            return f"{what} name must not be empty"
         if size > limit:
-            raise BadRequest(f"{what} name is {size} bytes; the limit is {limit}")
+            return f"{what} name is {size} bytes; the limit is {limit}"
+    return ""
+
+
+@lru_cache(maxsize=QUORUM_CACHE_ENTRIES)
+def _quorum(value: Any, n_val: int, name: str, default: Any) -> int:
+    """`resolve_quorum` of a request's value against a bucket's n_val and its default for `name`
+    (a handful of combinations, resolved on every request)."""
+    return resolve_quorum(value, {"n_val": n_val, name: default}, name)
+
+
+@lru_cache(maxsize=QUORUM_CACHE_ENTRIES)
+def _write_mode(allow_mult: bool, last_write_wins: bool, delete_mode: int | str) -> WriteMode:
+    return WriteMode(allow_mult, last_write_wins, delete_mode)
+
+
+def _resolve(value: Any, props: dict[str, Any], name: str) -> int:
+    value = value if value is not None else "default"
+    try:
+        return _quorum(value, props["n_val"], name, props.get(name))
+    except TypeError:  # an unhashable value: resolve_quorum says what is wrong with it
+        return resolve_quorum(value, props, name)
 
 
 def _timeout(value: int | None) -> int:
@@ -137,8 +167,13 @@ class KVService:
 
     def preflist(self, bkey: BKey, n_val: int) -> list[PreflistEntry]:
         members = self.ring.members
-        up = frozenset(m for m in members if self.is_up(m))
-        return self.ring.preflist(bkey, n_val, None if len(up) == len(members) else up)
+        is_up = self.is_up
+        for member in members:
+            if not is_up(member):
+                break
+        else:
+            return self.ring.preflist(bkey, n_val)  # all up: no set to build
+        return self.ring.preflist(bkey, n_val, frozenset(m for m in members if is_up(m)))
 
     # --- client requests ----------------------------------------------------------------------
 
@@ -165,7 +200,7 @@ class KVService:
             # them (it would answer without consensus).
             raise SapwoodError("consistent buckets are served by the node's consistent groups")
         n = props["n_val"]
-        mode = WriteMode(props["allow_mult"], props["last_write_wins"], props["delete_mode"])
+        mode = _write_mode(props["allow_mult"], props["last_write_wins"], props["delete_mode"])
         preflist = self.preflist(request.bkey, n)
         timeout = _timeout(request.timeout_ms)
         if isinstance(request, GetRequest):
@@ -215,8 +250,8 @@ class KVService:
     def _read_quorums(request: GetRequest, props: dict[str, Any]) -> Quorums:
         return Quorums(
             n=props["n_val"],
-            r=resolve_quorum(request.r if request.r is not None else "default", props, "r"),
-            pr=resolve_quorum(request.pr if request.pr is not None else "default", props, "pr"),
+            r=_resolve(request.r, props, "r"),
+            pr=_resolve(request.pr, props, "pr"),
             notfound_ok=props["notfound_ok"] if request.notfound_ok is None
             else request.notfound_ok,
             basic_quorum=props["basic_quorum"] if request.basic_quorum is None
@@ -227,21 +262,15 @@ class KVService:
     def _write_quorums(
         request: PutRequest | UpdateRequest | DeleteRequest, props: dict[str, Any]
     ) -> Quorums:
-        def q(value: Any, name: str) -> int:
-            return resolve_quorum(value if value is not None else "default", props, name)
-
-        return Quorums(n=props["n_val"], w=q(request.w, "w"), dw=q(request.dw, "dw"),
-                       pw=q(request.pw, "pw"))
+        return Quorums(n=props["n_val"], w=_resolve(request.w, props, "w"),
+                       dw=_resolve(request.dw, props, "dw"), pw=_resolve(request.pw, props, "pw"))
 
     def _delete_quorums(self, request: DeleteRequest, props: dict[str, Any]) -> Quorums:
-        def q(value: Any, name: str) -> int:
-            return resolve_quorum(value if value is not None else "default", props, name)
-
-        rw = q(request.rw, "rw")
+        rw = _resolve(request.rw, props, "rw")
         writes = self._write_quorums(request, props)
         return Quorums(
-            n=props["n_val"], r=q(request.r, "r") if request.r is not None else rw,
-            pr=q(request.pr, "pr"), w=writes.w if request.w is not None else rw,
+            n=props["n_val"], r=_resolve(request.r, props, "r") if request.r is not None else rw,
+            pr=_resolve(request.pr, props, "pr"), w=writes.w if request.w is not None else rw,
             dw=writes.dw, pw=writes.pw, notfound_ok=props["notfound_ok"],
             basic_quorum=props["basic_quorum"],
         )
@@ -288,7 +317,12 @@ class KVService:
     # --- events -------------------------------------------------------------------------------
 
     def on_message(self, msg: Any, now_ms: int) -> list[Effect]:
-        return self._run([Send(self.node, msg)], now_ms)
+        with self.backend.batch():
+            return self._settle(self._deliver(msg, now_ms), now_ms)
+
+    def on_message_in_batch(self, msg: Any, now_ms: int) -> list[Effect]:
+        """`on_message` for a caller that already holds a backend batch (the cluster node)."""
+        return self._settle(self._deliver(msg, now_ms), now_ms)
 
     def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
         if key[0] == "request":
@@ -302,19 +336,41 @@ class KVService:
 
     def _run(self, effects: list[Effect], now_ms: int, req_id: int | None = None) -> list[Effect]:
         """Deliver local messages until only effects for the outside world remain."""
-        queue: deque[Effect] = deque(effects)
-        out: list[Effect] = []
         with self.backend.batch():
-            while queue:
-                effect = queue.popleft()
-                if isinstance(effect, Send) and effect.to == self.node:
-                    queue.extend(self._deliver(effect.msg, now_ms))
-                else:
-                    out.append(effect)
+            return self._settle(effects, now_ms, req_id)
+
+    def _settle(self, effects: list[Effect], now_ms: int, req_id: int | None = None
+                ) -> list[Effect]:
+        """`_run` inside a batch the caller holds."""
+        node = self.node
+        out = effects  # most often nothing is for this node: the effects go out as they are
+        for effect in effects:
+            if type(effect) is Send and effect.to == node:
+                out = self._deliver_locally(effects, now_ms)
+                break
         if req_id is not None:
             self._forget_if_done(req_id)
         if self._finished:
             out = self._disarm_finished(out)
+        return out
+
+    def _deliver_locally(self, effects: list[Effect], now_ms: int) -> list[Effect]:
+        """Deliver this node's own messages, and theirs, until none is left; return the rest.
+
+        Breadth first: each round's local deliveries are handled in order, their effects form
+        the next round (the order a FIFO queue gives, without one).
+        """
+        node = self.node
+        deliver = self._deliver
+        out: list[Effect] = []
+        while effects:
+            produced: list[Effect] = []
+            for effect in effects:
+                if type(effect) is Send and effect.to == node:
+                    produced += deliver(effect.msg, now_ms)
+                else:
+                    out.append(effect)
+            effects = produced
         return out
 
     def _disarm_finished(self, out: list[Effect]) -> list[Effect]:
@@ -322,9 +378,11 @@ class KVService:
         one armed and finished in the same step is never armed at all."""
         finished = {timer_key(done) for done in self._finished}
         self._finished.clear()
-        armed_here = {e.key for e in out if isinstance(e, SetTimer) and e.key in finished}
-        out = [e for e in out if not (isinstance(e, SetTimer) and e.key in armed_here)]
-        return out + [CancelTimer(key) for key in finished - armed_here]
+        armed_here = {e.key for e in out if type(e) is SetTimer and e.key in finished}
+        if armed_here:
+            out = [e for e in out if not (type(e) is SetTimer and e.key in armed_here)]
+            finished -= armed_here
+        return out + [CancelTimer(key) for key in finished]  # a new list: `out` may be shared
 
     def _deliver(self, msg: Any, now_ms: int) -> list[Effect]:
         if type(msg) in _REPLIES:
@@ -339,7 +397,8 @@ class KVService:
         partition = getattr(msg, "partition", None)
         if partition is None:
             return []
-        return self.vnode(partition).handle(msg, now_ms)
+        vnode = self.vnodes.get(partition)
+        return (vnode or self.vnode(partition)).handle(msg, now_ms)
 
     def _forget_if_done(self, req_id: int) -> None:
         coordinator = self.coordinators.get(req_id)

@@ -81,13 +81,18 @@ class Vnode:
         return None if raw is None else self.cache.decode(raw)
 
     def _store(self, bkey: BKey, old: KVObject | None, new: KVObject) -> None:
+        data = kvobject.encode(new)
         old_entries = _index_entries(bkey, old)
         new_entries = _index_entries(bkey, new)
-        self.backend.put(
-            self.partition, encode_bkey(bkey), kvobject.encode(new),
-            add_index=sorted(new_entries - old_entries),
-            remove_index=sorted(old_entries - new_entries),
-        )
+        if old_entries or new_entries:
+            self.backend.put(
+                self.partition, encode_bkey(bkey), data,
+                add_index=sorted(new_entries - old_entries),
+                remove_index=sorted(old_entries - new_entries),
+            )
+        else:
+            self.backend.put(self.partition, encode_bkey(bkey), data)
+        self.cache.remember(data, new)
 
     def delete_if_unchanged(self, raw_key: bytes, raw_value: bytes) -> None:
         """Drop a handed-off object, unless a write changed it since it was sent."""
@@ -242,7 +247,7 @@ class Vnode:
             bkey = decode_bkey(raw_key)
             if not self._owned(bkey, firsts):
                 continue
-            if not kvobject.decode(raw).is_tombstone:
+            if not self.cache.decode_uncached(raw).is_tombstone:
                 yield bkey.key
 
     def _buckets(self, bucket_type: str) -> Iterator[str]:
@@ -299,9 +304,17 @@ def prefix_end(prefix: bytes) -> bytes:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
-def _index_entries(bkey: BKey, obj: KVObject | None) -> set[bytes]:
+_NO_ENTRIES: frozenset[bytes] = frozenset()
+
+
+def _index_entries(bkey: BKey, obj: KVObject | None) -> frozenset[bytes] | set[bytes]:
     if obj is None:
-        return set()
+        return _NO_ENTRIES
+    for sibling in obj.siblings:
+        if sibling.meta.indexes:
+            break
+    else:
+        return _NO_ENTRIES  # most objects have no index terms: no set to build
     return {
         entry_key(bkey.type, bkey.bucket, field, term, bkey.key)
         for sibling in obj.live_siblings

@@ -21,7 +21,7 @@ def shapes_for(count: int) -> tuple[str, ...]:
     return tuple(shape for shape, least in MIN_NODES.items() if count >= least)
 
 
-@dataclass
+@dataclass(slots=True)
 class NetworkConfig:
     """Per-message behaviour. Latencies are uniform within their range, in virtual ms."""
 
@@ -42,7 +42,7 @@ class NetworkConfig:
                 raise ValueError(f"{name} must be a range (low <= high), got {(low, high)!r}")
 
 
-@dataclass
+@dataclass(slots=True)
 class Network:
     rng: random.Random
     config: NetworkConfig = field(default_factory=NetworkConfig)
@@ -59,10 +59,16 @@ class Network:
             return (0,)
         config = self.config
         rand = self.rng.random
-        if (sender, receiver) in self.cut or (config.loss and rand() < config.loss):
+        cut = self.cut
+        if (cut and (sender, receiver) in cut) or (config.loss and rand() < config.loss):
             self.dropped += 1
             return ()
-        first = self._latency(config, rand)
+        # _latency, inlined: this runs for every message
+        if config.slow_fraction and rand() < config.slow_fraction:
+            low, high = config.slow_latency_ms
+        else:
+            low, high = config.latency_ms
+        first = low + int(rand() * (high - low + 1))
         if config.duplication and rand() < config.duplication:
             self.duplicated += 1
             self.delivered += 2

@@ -18,6 +18,7 @@ so every sibling names the write that made it.
 from __future__ import annotations
 
 import random
+from bisect import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -212,7 +213,8 @@ class Workload:
 
     def _begin(self, client: int) -> None:
         self.starting -= 1
-        kind = self.rng.choices(self._kinds, cum_weights=self._cum_weights)[0]
+        # rng.choices(kinds, cum_weights=...)[0], as it computes it, without its overhead
+        kind = self._kinds[bisect(self._cum_weights, self.rng.random() * self._cum_weights[-1])]
         key = self.rng.choice(self.lww_keys if kind is OpKind.LWW_ADD else self.set_keys)
         op = self.history.invoke(client, kind, "" if kind is OpKind.LIST else key.key,
                                  self.world.now)
@@ -229,7 +231,8 @@ class Workload:
             self._request(op, query, lambda result: self._after_list(op, result))
 
     def _pick_node(self) -> str:
-        live = [n for n in self.targets if self.world.is_running(n)]
+        nodes = self.world.nodes
+        live = [n for n in self.targets if nodes[n].core is not None and not nodes[n].paused]
         if live and self.rng.random() < self.config.live_target_bias:
             return self.rng.choice(live)
         return self.rng.choice(self.targets)

@@ -14,6 +14,7 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from sapwood.core.claim import claim
 from sapwood.core.cluster import STATE_KEY, AdminRequest, ClusterConfig, ClusterNode, load_state
 from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
 from sapwood.core.membership import ClusterState, Member, Status
-from sapwood.core.messages import CoordinatePut
+from sapwood.core.messages import CoordinatePut, CoordinateUpdate
 from sapwood.core.requests import Request
 from sapwood.sim.network import Network, NetworkConfig
 from sapwood.storage.memory import MemoryBackend
@@ -35,6 +36,21 @@ TRACE_CHUNK = 4096  # trace entries hashed at a time
 CLOCK_BASE_MS = 1_000_000  # node clocks start here, so a negative skew stays positive
 
 Callback = Callable[[Any], None]
+
+
+class _NoBatch:
+    """A memory backend's batch does nothing; this one does it cheaper than `nullcontext`."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_BATCH = _NoBatch()
 
 
 class NotRunning(ConnectionError):
@@ -75,8 +91,11 @@ class SimBackend(MemoryBackend):
         self._base += len(self._undo)  # marks taken before the crash must never match again
         super().crash()
 
+    def batch(self) -> AbstractContextManager[None]:
+        return _NO_BATCH  # one shared do-nothing context: the cores enter one on every event
 
-@dataclass
+
+@dataclass(slots=True)
 class SimNode:
     name: str
     backend: SimBackend
@@ -112,16 +131,21 @@ class World:
         self.network = Network(random.Random(self.rng.getrandbits(64)), network or NetworkConfig())
         self.config = ClusterConfig(ring_size=ring_size, hinted_idle_ms=hinted_idle_ms)
         self.flush_delay_ms = flush_delay_ms
-        self._events: list[tuple[int, int, Callable[[Any], None], Any]] = []
-        self._seq = itertools.count()
+        # The event queue: a heap of the times that have events, and each time's events in the
+        # order they were scheduled (one heap entry per busy millisecond, not per event).
+        self._times: list[int] = []
+        self._slots: dict[int, list[tuple[Callable[[Any], None], Any]]] = {}
+        self._seq = itertools.count()  # timer versions
         self._req_ids = itertools.count(1)
         self._trace: list[tuple[Any, ...]] = []
         self._hash = hashlib.sha256()
         self.events_run = 0
         self._halted = False
+        self._looping = False
         self._deliver = self._on_deliver  # bound once: it is scheduled for every message
-        # Client requests whose CoordinatePut the network delivered twice: the coordinating
-        # vnode sees two writes (the checkers allow the extra sibling such a write leaves).
+        # Client requests whose CoordinatePut (or CoordinateUpdate) the network delivered twice:
+        # the coordinating vnode sees two writes (the checkers allow the extra sibling such a
+        # write leaves, and a data type update applied twice).
         self.duplicated_puts: set[int] = set()
         self.nodes: dict[str, SimNode] = {}
         formed = self._formed_state(list(members)) if members else None
@@ -158,6 +182,8 @@ class World:
         Rounding down would fire a timer while the node's clock still reads less than its time,
         and a core that re-arms for the same time would then spin at one instant.
         """
+        if not node.drift:
+            return max(self.now, at_ms - node.offset_ms - CLOCK_BASE_MS)
         t = max(self.now, math.ceil((at_ms - node.offset_ms - CLOCK_BASE_MS) / (1 + node.drift)))
         while int(t * (1 + node.drift)) + node.offset_ms + CLOCK_BASE_MS < at_ms:
             t += 1
@@ -227,7 +253,8 @@ class World:
             self._schedule(0, handler, payload)
 
     def is_running(self, name: str) -> bool:
-        return self.nodes[name].running
+        node = self.nodes[name]
+        return node.core is not None and not node.paused
 
     def sync_all(self) -> None:
         """Make every running node's writes durable (the set-up phase is long past)."""
@@ -281,12 +308,21 @@ class World:
     # --- the event loop -----------------------------------------------------------------------
 
     def _schedule(self, delay: int, handler: Callable[[Any], None], payload: Any) -> None:
-        heapq.heappush(self._events, (self.now + delay, next(self._seq), handler, payload))
+        self._push(self.now + delay, handler, payload)
+
+    def _push(self, at: int, handler: Callable[[Any], None], payload: Any) -> None:
+        """Events run in time order, and those of one time in the order they were scheduled."""
+        slot = self._slots.get(at)
+        if slot is None:
+            self._slots[at] = [(handler, payload)]
+            heapq.heappush(self._times, at)
+        else:
+            slot.append((handler, payload))
 
     def step(self) -> bool:
-        if not self._events:
+        if not self._times:
             return False
-        self._loop(self._events[0][0], None, limit=1)
+        self._loop(self._times[0], None, limit=1)
         return True
 
     def run_for(self, ms: int) -> None:
@@ -318,28 +354,84 @@ class World:
     def _loop(self, deadline: int, done: Callable[[], bool] | None, *, limit: int = MAX_EVENTS,
               watch_halt: bool = False) -> bool:
         """The event loop. Returns True when stopped by `done` or a halt, False at the deadline."""
-        events = self._events
-        pop = heapq.heappop
+        if self._looping:
+            # A slot being run by an outer loop would be run again by this one.
+            raise RuntimeError("the event loop is not re-entrant: an event handler ran the world")
+        self._looping = True
+        try:
+            if done is None and watch_halt and limit >= MAX_EVENTS:
+                return self._loop_until_halted(deadline)
+            return self._loop_events(deadline, done, limit, watch_halt)
+        finally:
+            self._looping = False
+
+    def _loop_events(self, deadline: int, done: Callable[[], bool] | None, limit: int,
+                     watch_halt: bool) -> bool:
+        times, slots = self._times, self._slots
         budget = min(limit, MAX_EVENTS - self.events_run)
         count = 0
         try:
-            while events and events[0][0] <= deadline:
-                if done is not None and done():
-                    return True
-                if count >= budget:
-                    if limit < MAX_EVENTS:
-                        return False
-                    raise RuntimeError(f"event budget of {MAX_EVENTS} exhausted")
-                at, _, handler, payload = pop(events)
-                if at > self.now:
-                    self.now = at
-                count += 1
-                handler(payload)
-                if watch_halt and self._halted:
-                    return True
+            while times and times[0] <= deadline:
+                at = times[0]
+                slot = slots[at]
+                ran = 0
+                try:
+                    # Events scheduled for this same time while it runs join the slot and run
+                    # in this pass (a list iterator sees items appended during the iteration).
+                    for handler, payload in slot:
+                        if done is not None and done():
+                            return True
+                        if count >= budget:
+                            if limit < MAX_EVENTS:
+                                return False
+                            raise RuntimeError(f"event budget of {MAX_EVENTS} exhausted")
+                        if at > self.now:  # time moves only when an event runs
+                            self.now = at
+                        ran += 1
+                        count += 1
+                        handler(payload)
+                        if watch_halt and self._halted:
+                            return True
+                finally:
+                    self._consumed(at, slot, ran)
             return done is not None and done()
         finally:
             self.events_run += count
+
+    def _loop_until_halted(self, deadline: int) -> bool:
+        """`_loop` for the client phase, where every event counts: no predicate to call."""
+        times, slots = self._times, self._slots
+        budget = MAX_EVENTS - self.events_run
+        count = 0
+        try:
+            while times and times[0] <= deadline:
+                at = times[0]
+                if at > self.now:
+                    self.now = at
+                slot = slots[at]
+                ran = 0
+                try:
+                    for handler, payload in slot:  # see _loop: the slot may grow meanwhile
+                        ran += 1
+                        handler(payload)
+                        if self._halted:
+                            return True
+                finally:
+                    count += ran
+                    self._consumed(at, slot, ran)
+                if count >= budget:
+                    raise RuntimeError(f"event budget of {MAX_EVENTS} exhausted")
+            return False
+        finally:
+            self.events_run += count
+
+    def _consumed(self, at: int, slot: list[tuple[Callable[[Any], None], Any]], ran: int) -> None:
+        """The first `ran` events of the slot for time `at` have run."""
+        if ran >= len(slot):
+            heapq.heappop(self._times)
+            del self._slots[at]
+        elif ran:
+            del slot[:ran]
 
     def _on_deliver(self, payload: tuple[SimNode, str, Any]) -> None:
         node, sender, msg = payload
@@ -349,8 +441,9 @@ class World:
         if node.paused:
             node.parked.append((self._on_deliver, payload))
             return
-        self._trace.append((self.now, node.name, sender, type(msg).__name__))
-        if len(self._trace) >= TRACE_CHUNK:
+        trace = self._trace
+        trace.append((self.now, node.name, sender, type(msg).__name__))
+        if len(trace) >= TRACE_CHUNK:
             self._hash_trace()
         now = int(self.now * (1 + node.drift)) + node.offset_ms + CLOCK_BASE_MS
         self._execute(node, core.on_message(sender, msg, now))
@@ -380,23 +473,24 @@ class World:
             self._send(node, flush.to, flush.done)
 
     def _execute(self, node: SimNode, effects: list[Effect]) -> None:
-        flushes: list[Flush] = []
+        flushes: list[Flush] | None = None
         for effect in effects:
-            if isinstance(effect, Send):
+            if type(effect) is Send:  # exact types: effects are final dataclasses
                 self._send(node, effect.to, effect.msg)
-            elif isinstance(effect, Reply):
+            elif type(effect) is Reply:
                 callback = node.callbacks.pop(effect.req_id, None)
                 if callback is not None:
                     callback(effect.result)
-            elif isinstance(effect, SetTimer):
+            elif type(effect) is SetTimer:
                 version = next(self._seq)
                 node.timer_versions[effect.key] = version
-                at = self._to_world_time(node, effect.at_ms)
-                heapq.heappush(self._events, (at, version, self._on_timer,
-                                              (node, node.incarnation, effect.key, version)))
-            elif isinstance(effect, CancelTimer):
+                self._push(self._to_world_time(node, effect.at_ms), self._on_timer,
+                           (node, node.incarnation, effect.key, version))
+            elif type(effect) is CancelTimer:
                 node.timer_versions.pop(effect.key, None)
-            elif isinstance(effect, Flush):
+            elif type(effect) is Flush:
+                if flushes is None:
+                    flushes = []
                 flushes.append(effect)
         if flushes:
             low, high = self.flush_delay_ms
@@ -411,11 +505,19 @@ class World:
         if not delays:
             return
         payload = (target, node.name, msg)
-        if len(delays) > 1 and isinstance(msg, CoordinatePut):
+        if len(delays) == 1:
+            at = self.now + delays[0]
+            slot = self._slots.get(at)  # _push, inlined: this runs for every message
+            if slot is None:
+                self._slots[at] = [(self._deliver, payload)]
+                heapq.heappush(self._times, at)
+            else:
+                slot.append((self._deliver, payload))
+            return
+        if isinstance(msg, CoordinatePut | CoordinateUpdate):
             self.duplicated_puts.add(msg.req_id)
         for delay in delays:
-            heapq.heappush(self._events, (self.now + delay, next(self._seq), self._deliver,
-                                          payload))
+            self._push(self.now + delay, self._deliver, payload)
 
     # --- the trace ----------------------------------------------------------------------------
 
@@ -426,7 +528,8 @@ class World:
             self._hash_trace()
 
     def _hash_trace(self) -> None:
-        self._hash.update("".join(f"{entry!r}\n" for entry in self._trace).encode())
+        # One repr of the whole chunk: the entries' reprs, comma-separated, in order.
+        self._hash.update(repr(self._trace).encode())
         self._trace.clear()
 
     def digest(self) -> str:
@@ -446,7 +549,7 @@ class World:
 
     @property
     def pending_events(self) -> int:
-        return len(self._events)
+        return sum(len(slot) for slot in self._slots.values())
 
 
 def _call(action: Callable[[], None]) -> None:
