@@ -3,10 +3,11 @@
 Run from the repository root:
 
     python bench/http_bench.py [--duration 10] [--connections 32] [--keys 10000]
-                               [--value-size 256] [--sapwood-cmd "..."]
+                               [--value-size 256] [--rounds 1] [--sapwood-cmd "..."]
 
-wrk generates the load (bench/wrk/put.lua and get.lua); both servers are measured in the same
-run with the same scripts, and Sapwood's figures are printed as a percentage of the ceiling's.
+wrk generates the load (bench/wrk/put.lua and get.lua); both servers run at once and are measured
+in turn (ceiling, Sapwood, ceiling, ... for --rounds rounds per operation) with the same scripts,
+and Sapwood's figures are printed as a percentage of the ceiling's.
 See bench/README.md for how to read the output.
 """
 
@@ -37,12 +38,18 @@ RESULTS_DIR = BENCH_DIR / "results"
 CEILING_SERVER = BENCH_DIR / "ceiling_server.py"
 
 BUCKET = "bench"
-DEFAULT_SAPWOOD_CMD = "{python} -m sapwood.cli.main start --http 127.0.0.1:{port} --data {data}"
+DEFAULT_SAPWOOD_CMD = (
+    "{python} -m sapwood.cli.main start --http 127.0.0.1:{port} --data {data} "
+    # Its own inter-node port: the default (8099) may be taken on a shared machine.
+    "--cluster 127.0.0.1:{cluster_port}"
+)
 # The issue's targets: Sapwood as a share of the ceiling's throughput.
 TARGET_SHARE = {"PUT": 0.25, "GET": 0.40}
 OPERATIONS = ("PUT", "GET")
 
 STARTUP_TIMEOUT_S = 30.0
+# Alternating rounds (ceiling, sapwood, ceiling, ...) keep a busy machine's drift out of the ratio.
+MAX_ROUNDS = 20
 STOP_GRACE_S = 5.0
 PING_INTERVAL_S = 0.1
 # wrk exits on its own after --duration; anything far past that is a hung run.
@@ -97,6 +104,8 @@ class TargetResult:
     command: list[str]
     operations: dict[str, WrkResult] = field(default_factory=dict)
     error: str | None = None
+    # Every round's run per operation (alternating runs); `operations` holds the median one.
+    rounds: dict[str, list[WrkResult]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,13 +233,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_command(template: str, port: int, data_dir: Path) -> list[str]:
-    """Split a command template and fill in {python}, {port}, {data} and {bench}."""
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (all bound at once, so none is handed out twice)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def server_command(
+    template: str, port: int, data_dir: Path, cluster_port: int | None = None
+) -> list[str]:
+    """Split a command template and fill in {python}, {port}, {data}, {bench}, {cluster_port}."""
     values = {
         "python": sys.executable,
         "port": str(port),
         "data": str(data_dir),
         "bench": str(BENCH_DIR),
+        "cluster_port": str(cluster_port if cluster_port is not None else free_port()),
     }
     return [token.format(**values) for token in shlex.split(template)]
 
@@ -337,26 +360,113 @@ def measure_target(
     name: str, command: list[str], port: int, wrk: str, config: BenchConfig, log_path: Path
 ) -> TargetResult:
     """Start a server, measure PUT then GET with wrk, stop it; errors land in .error."""
-    result = TargetResult(name=name, command=command)
-    base_url = f"http://127.0.0.1:{port}"
-    print(f"[{name}] starting: {shlex.join(command)}", flush=True)
-    proc = start_server(command, log_path)
-    try:
-        wait_ready(base_url, proc, config.startup_timeout_s)
-        for operation in OPERATIONS:
-            if operation == "GET" and not _put_covered_keys(result.operations["PUT"], config):
-                print(f"[{name}] timed PUT run may have missed some keys: writing them all once")
-                fill_keys(base_url, config.keys, config.value_size)
-            print(f"[{name}] {operation} for {config.duration_s} s ...", flush=True)
-            result.operations[operation] = run_wrk(wrk, operation, base_url, config)
-    except BenchError as error:
-        result.error = str(error)
-        tail = log_tail(log_path)
+    return measure_alternating([(name, command, port, log_path)], wrk, config, rounds=1)[0]
+
+
+# ---------------------------------------------------------------------------- both targets
+
+
+@dataclass(slots=True)
+class _Server:
+    result: TargetResult
+    port: int
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def live(self) -> bool:
+        return self.proc is not None and self.result.error is None
+
+    def fail(self, error: BenchError) -> None:
+        self.result.error = str(error)
+        tail = log_tail(self.log_path)
         if tail:
-            result.error += f"\n--- last lines of the server's output ---\n{tail}"
+            self.result.error += f"\n--- last lines of the server's output ---\n{tail}"
+
+
+def _median_index(values: list[float]) -> int:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    return order[(len(order) - 1) // 2]
+
+
+def _pick_median_rounds(servers: list[_Server]) -> None:
+    """Per operation, show the round whose Sapwood/ceiling ratio is the median of the rounds
+    (or, with one server measured, its median req/s)."""
+    for operation in OPERATIONS:
+        runs = [server.result.rounds.get(operation, []) for server in servers]
+        count = min(len(r) for r in runs)
+        if count == 0:
+            for server, own in zip(servers, runs, strict=True):
+                if own:
+                    index = _median_index([run.requests_per_s for run in own])
+                    server.result.operations[operation] = own[index]
+            continue
+        if len(runs) == 2:
+            shares = [runs[1][i].requests_per_s / max(runs[0][i].requests_per_s, 1e-9)
+                      for i in range(count)]
+        else:
+            shares = [runs[0][i].requests_per_s for i in range(count)]
+        index = _median_index(shares)
+        for server, own in zip(servers, runs, strict=True):
+            server.result.operations[operation] = own[index]
+
+
+def measure_alternating(
+    targets: list[tuple[str, list[str], int, Path]], wrk: str, config: BenchConfig, rounds: int
+) -> list[TargetResult]:
+    """Start every server, then per operation run wrk against each in turn, `rounds` times.
+
+    Both servers measured minutes apart on a shared machine see different loads; alternating
+    short runs while both are up makes each round's ratio a fair comparison. Errors land in
+    each result's .error; every server is stopped in the end.
+    """
+    servers = [_Server(TargetResult(name=name, command=command), port, log_path)
+               for name, command, port, log_path in targets]
+    try:
+        for server in servers:
+            result = server.result
+            print(f"[{result.name}] starting: {shlex.join(result.command)}", flush=True)
+            server.proc = start_server(result.command, server.log_path)
+        for server in servers:
+            assert server.proc is not None
+            try:
+                wait_ready(server.base_url, server.proc, config.startup_timeout_s)
+            except BenchError as error:
+                server.fail(error)
+        for operation in OPERATIONS:
+            for round_index in range(rounds):
+                for server in servers:
+                    _measure_round(server, wrk, operation, config, round_index, rounds)
     finally:
-        stop_process(proc)
-    return result
+        for server in servers:
+            if server.proc is not None:
+                stop_process(server.proc)
+    _pick_median_rounds(servers)
+    return [server.result for server in servers]
+
+
+def _measure_round(server: _Server, wrk: str, operation: str, config: BenchConfig,
+                   round_index: int, rounds: int) -> None:
+    if not server.live:
+        return
+    result = server.result
+    try:
+        if operation == "GET" and round_index == 0 and not any(
+            _put_covered_keys(run, config) for run in result.rounds.get("PUT", [])
+        ):
+            print(f"[{result.name}] timed PUT runs may have missed some keys: "
+                  "writing them all once")
+            fill_keys(server.base_url, config.keys, config.value_size)
+        label = f" (round {round_index + 1}/{rounds})" if rounds > 1 else ""
+        print(f"[{result.name}] {operation} for {config.duration_s} s{label} ...", flush=True)
+        run = run_wrk(wrk, operation, server.base_url, config)
+        result.rounds.setdefault(operation, []).append(run)
+    except BenchError as error:
+        server.fail(error)
 
 
 # ---------------------------------------------------------------------------- report
@@ -439,6 +549,9 @@ def _target_json(target: TargetResult) -> dict[str, object]:
         "command": target.command,
         "error": target.error,
         "operations": {op: asdict(run) for op, run in target.operations.items()},
+        "rounds_requests_per_s": {
+            op: [run.requests_per_s for run in runs] for op, runs in target.rounds.items()
+        },
     }
 
 
@@ -460,6 +573,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="command starting the node; {python}, {port}, {data}, {bench} are filled in "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="alternating wrk runs per operation and server (the median ratio is reported); "
+        "several short rounds give steadier ratios on a busy machine",
+    )
     parser.add_argument("--startup-timeout", type=float, default=STARTUP_TIMEOUT_S)
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     args = parser.parse_args(argv)
@@ -469,6 +587,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--keys must be between 1 and {MAX_KEYS}")
     if not 1 <= args.value_size <= MAX_VALUE_SIZE:
         parser.error(f"--value-size must be between 1 and {MAX_VALUE_SIZE}")
+    if not 1 <= args.rounds <= MAX_ROUNDS:
+        parser.error(f"--rounds must be between 1 and {MAX_ROUNDS}")
     if args.duration < 1:
         parser.error("--duration must be at least 1 second")
     return args
@@ -491,20 +611,21 @@ def run(args: argparse.Namespace) -> int:
         f"{config.threads} threads\n"
         f"{cores} CPU cores shared by wrk and the server under test (no pinning)"
     )
+    if args.rounds > 1:
+        header += f"\n{args.rounds} alternating rounds per operation; the median ratio's is shown"
     print(header, flush=True)
     with tempfile.TemporaryDirectory(prefix="sapwood-bench-") as tmp:
         tmp_dir = Path(tmp)
-        ceiling_port = free_port()
+        # Both servers run at once: their ports must differ.
+        ceiling_port, sapwood_port, cluster_port = free_ports(3)
         ceiling_cmd = [sys.executable, str(CEILING_SERVER), "--port", str(ceiling_port)]
-        ceiling = measure_target(
-            "ceiling", ceiling_cmd, ceiling_port, wrk, config, tmp_dir / "ceiling.log"
-        )
-        sapwood_port = free_port()
         data_dir = tmp_dir / "data"
         data_dir.mkdir()
-        sapwood_cmd = server_command(args.sapwood_cmd, sapwood_port, data_dir)
-        sapwood = measure_target(
-            "sapwood", sapwood_cmd, sapwood_port, wrk, config, tmp_dir / "sapwood.log"
+        sapwood_cmd = server_command(args.sapwood_cmd, sapwood_port, data_dir, cluster_port)
+        ceiling, sapwood = measure_alternating(
+            [("ceiling", ceiling_cmd, ceiling_port, tmp_dir / "ceiling.log"),
+             ("sapwood", sapwood_cmd, sapwood_port, tmp_dir / "sapwood.log")],
+            wrk, config, args.rounds,
         )
     verdicts = compare(ceiling, sapwood)
     print()

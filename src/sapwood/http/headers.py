@@ -10,6 +10,7 @@ from urllib.parse import quote, unquote
 
 from multidict import CIMultiDictProxy
 
+from sapwood.core.bucket import DEFAULT_TYPE
 from sapwood.core.errors import BadRequest
 from sapwood.core.index import Term, check_index_count, parse_index_header
 from sapwood.core.kvobject import Index, Link, Metadata, Sibling
@@ -21,7 +22,12 @@ DELETED = "X-Riak-Deleted"
 HARVEST = "X-Sapwood-Harvest"
 META_PREFIX = "x-riak-meta-"
 INDEX_PREFIX = "x-riak-index-"
+RIAK_PREFIX = "x-riak-"  # of both of the above: one cheap test skips every other header
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+# Clients send few distinct Content-Type values; parsing each once spares every PUT the split.
+CONTENT_TYPE_CACHE_ENTRIES = 256
+# Objects of a handful of hot buckets are read most; their "up" links are built once.
+UP_LINK_CACHE_ENTRIES = 1024
 
 _PARAM = r';\s*[A-Za-z][\w-]*\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^;,\s]*)\s*'
 _LINK = re.compile(r"\s*<([^>]*)>\s*((?:" + _PARAM + r")*)(?:,|\Z)")
@@ -37,6 +43,7 @@ _LINK_FORM = '</buckets/BUCKET/keys/KEY>; riaktag="TAG"'
 # --- requests -----------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=CONTENT_TYPE_CACHE_ENTRIES)
 def parse_content_type(value: str) -> tuple[str, str | None]:
     """`text/plain; charset=utf-8` -> ("text/plain", "utf-8"); other parameters are dropped."""
     media, *params = value.split(";")
@@ -55,13 +62,16 @@ def metadata_from_request(headers: CIMultiDictProxy[str]) -> Metadata:
         raise BadRequest("Missing Content-Type request header")
     content_type, charset = parse_content_type(raw_type)
     encoding = headers.get("Content-Encoding", "").strip() or None
+    riak_headers = [(name, value) for name, value in headers.items()
+                    if name[:len(RIAK_PREFIX)].lower() == RIAK_PREFIX]
+    links = headers.getall("Link", ())
     return Metadata(
         content_type=content_type,
         charset=charset,
         encoding=encoding,
-        usermeta=parse_usermeta(headers.items()),
-        indexes=parse_indexes(headers.items()),
-        links=parse_links(headers.getall("Link", [])),
+        usermeta=parse_usermeta(riak_headers) if riak_headers else (),
+        indexes=parse_indexes(riak_headers) if riak_headers else (),
+        links=parse_links(links) if links else (),
     )
 
 
@@ -175,12 +185,23 @@ def content_type_of(meta: Metadata) -> str:
 
 def link_header(path: BucketPath, links: Iterable[Link]) -> str:
     # Links carry no bucket type, and Riak clients only parse the /buckets and /riak forms.
-    if path.form is not UrlForm.LEGACY:
+    legacy = path.form is UrlForm.LEGACY
+    up = _up_link(path.bucket, legacy)
+    if not links:
+        return up
+    if not legacy:
         path = BucketPath(path.bucket_type, path.bucket, UrlForm.BUCKETS)
-    parts = [f'<{path.bucket_url()}>; rel="up"']
+    parts = [up]
     parts += [f'<{path.key_url(key, bucket)}>; riaktag="{quote(tag, safe="")}"'
               for bucket, key, tag in links]
     return ", ".join(parts)
+
+
+@lru_cache(maxsize=UP_LINK_CACHE_ENTRIES)
+def _up_link(bucket: str, legacy: bool) -> str:
+    # The /buckets form of a bucket's URL does not depend on its type.
+    path = BucketPath(DEFAULT_TYPE, bucket, UrlForm.LEGACY if legacy else UrlForm.BUCKETS)
+    return f'<{path.bucket_url()}>; rel="up"'
 
 
 def index_headers(indexes: Iterable[Index]) -> list[tuple[str, str]]:
@@ -201,8 +222,10 @@ def sibling_headers(path: BucketPath, sibling: Sibling, *, in_multipart: bool = 
     # Riak quotes the response ETag (webmachine) but writes the bare vtag in multipart parts.
     headers.append(("Etag", meta.vtag) if in_multipart else ("ETag", f'"{meta.vtag}"'))
     headers.append(("Last-Modified", http_date(meta.last_modified_ms)))
-    headers += [(f"X-Riak-Meta-{name}", value) for name, value in meta.usermeta]
-    headers += index_headers(meta.indexes)
+    if meta.usermeta:
+        headers += [(f"X-Riak-Meta-{name}", value) for name, value in meta.usermeta]
+    if meta.indexes:
+        headers += index_headers(meta.indexes)
     if meta.deleted:
         headers.append((DELETED, "true"))
     return headers

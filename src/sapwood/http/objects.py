@@ -7,7 +7,7 @@ BucketPath either way.
 from __future__ import annotations
 
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -16,7 +16,14 @@ from sapwood.core.causal import decode_context, encode_context
 from sapwood.core.errors import NotFound, TooLarge
 from sapwood.core.kvobject import KVObject, Sibling
 from sapwood.core.limits import MAX_OBJECT_BYTES
-from sapwood.core.requests import DeleteRequest, GetRequest, GetResult, PutRequest, PutResult
+from sapwood.core.requests import (
+    DeleteRequest,
+    GetRequest,
+    GetResult,
+    PutRequest,
+    PutResult,
+    Quorum,
+)
 from sapwood.core.service import check_bkey
 from sapwood.http.conditional import ReadOutcome, check_read, check_write, has_conditions
 from sapwood.http.headers import DELETED, VCLOCK, http_date, metadata_from_request
@@ -44,6 +51,8 @@ def new_key() -> str:
 
 
 def _get_request(request: web.Request, path: BucketPath, key: str) -> GetRequest:
+    if not request.query_string:
+        return GetRequest(path.bkey(key))  # every parameter absent: the bucket's own values
     return GetRequest(
         path.bkey(key), r=quorum(request, "r"), pr=quorum(request, "pr"),
         basic_quorum=flag(request, "basic_quorum"), notfound_ok=flag(request, "notfound_ok"),
@@ -81,15 +90,18 @@ async def fetch_object(request: web.Request) -> web.Response:
         raise NotFound("not found")
     if obj.is_tombstone:
         return tombstone_response(obj)
-    vtag = request.query.get("vtag")
+    vtag = request.query.get("vtag") if request.query_string else None
     if vtag is not None:
         sibling = _sibling_by_vtag(obj, vtag)
         if sibling.meta.deleted:
             return tombstone_response(obj)
         return single_response(path, obj, sibling)
-    if check_read(request.headers, obj) is ReadOutcome.NOT_MODIFIED:
+    headers = request.headers
+    if has_conditions(headers) and check_read(headers, obj) is ReadOutcome.NOT_MODIFIED:
         return not_modified_response(obj)
-    return object_response(path, obj, request.headers.get("Accept"))
+    if len(obj.siblings) == 1:
+        return single_response(path, obj, obj.siblings[0])
+    return object_response(path, obj, headers.get("Accept"))
 
 
 async def current_object(node: Node, path: BucketPath, key: str) -> KVObject | None:
@@ -109,22 +121,46 @@ def _check_declared_length(request: web.Request) -> None:
         raise TooLarge(f"object is {length} bytes; the limit is {MAX_OBJECT_BYTES} bytes")
 
 
-async def _store(request: web.Request, path: BucketPath, key: str, *, created: bool
-                 ) -> web.Response:
-    node = node_of(request)
-    put = PutRequest(
-        path.bkey(key), b"", metadata_from_request(request.headers),
-        decode_context(request.headers.get(VCLOCK)),
+@dataclass(frozen=True, slots=True)
+class _WriteParams:
+    """A store's query parameters (all None: the bucket's own values)."""
+
+    w: Quorum = None
+    dw: Quorum = None
+    pw: Quorum = None
+    timeout_ms: int | None = None
+    return_body: bool = False
+
+
+_NO_WRITE_PARAMS = _WriteParams()
+
+
+def _write_params(request: web.Request) -> _WriteParams:
+    if not request.query_string:
+        return _NO_WRITE_PARAMS
+    return _WriteParams(
         w=quorum(request, "w"), dw=quorum(request, "dw"), pw=quorum(request, "pw"),
         timeout_ms=timeout_ms(request), return_body=flag(request, "returnbody") or False,
     )
-    check_bkey(put.bkey)
+
+
+async def _store(request: web.Request, path: BucketPath, key: str, *, created: bool
+                 ) -> web.Response:
+    node = node_of(request)
+    headers = request.headers
+    bkey = path.bkey(key)
+    meta = metadata_from_request(headers)
+    context = decode_context(headers.get(VCLOCK))
+    params = _write_params(request)
+    check_bkey(bkey)
     props_of(node, path.bucket_type, path.bucket)
     _check_declared_length(request)
-    if has_conditions(request.headers):
-        check_write(request.headers, await current_object(node, path, key))
+    if has_conditions(headers):
+        check_write(headers, await current_object(node, path, key))
     value = await request.read()
-    result: PutResult = await node.request(replace(put, value=value), op="put")
+    put = PutRequest(bkey, value, meta, context, w=params.w, dw=params.dw, pw=params.pw,
+                     timeout_ms=params.timeout_ms, return_body=params.return_body)
+    result: PutResult = await node.request(put, op="put")
     location = {"Location": path.key_url(key)} if created else {}
     if put.return_body and result.obj is not None:
         obj = visible(node, path.bucket_type, path.bucket, result.obj)

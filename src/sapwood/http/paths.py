@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from urllib.parse import quote
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from sapwood.core.bucket import DEFAULT_TYPE
 from sapwood.core.ring import BKey
 
 LEGACY_PREFIX = "/riak"
+BUCKET_PATH_CACHE_ENTRIES = 1024
 
 
 def _q(name: str) -> str:
@@ -66,7 +68,17 @@ def url_form(request: web.Request) -> UrlForm:
 
 
 def bucket_path(request: web.Request) -> BucketPath:
-    return BucketPath(type_of(request), request.match_info["bucket"], url_form(request))
+    match = request.match_info
+    bucket_type = match.get("type")
+    if bucket_type is not None:
+        return _bucket_path(bucket_type, match["bucket"], UrlForm.TYPED)
+    return _bucket_path(DEFAULT_TYPE, match["bucket"], url_form(request))
+
+
+@lru_cache(maxsize=BUCKET_PATH_CACHE_ENTRIES)
+def _bucket_path(bucket_type: str, bucket: str, form: UrlForm) -> BucketPath:
+    # Built on every object request; a few hot buckets take most of them.
+    return BucketPath(bucket_type, bucket, form)
 
 
 def key_of(request: web.Request) -> str:

@@ -77,8 +77,8 @@ def multipart_body(path: BucketPath, siblings: Sequence[Sibling], boundary: str)
 
 def single_response(path: BucketPath, obj: KVObject, sibling: Sibling, status: int = 200
                     ) -> web.Response:
-    headers = CIMultiDict(sibling_headers(path, sibling))
-    headers[VCLOCK] = encode_context(obj.clock)
+    headers = sibling_headers(path, sibling)
+    headers.append((VCLOCK, encode_context(obj.clock)))
     return web.Response(status=status, body=sibling.value, headers=headers)
 
 

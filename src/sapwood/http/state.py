@@ -20,9 +20,15 @@ class HttpStats:
     responses: dict[str, int] = field(default_factory=dict)
 
     def record(self, handler: str, status: int) -> None:
-        self.requests[handler] = self.requests.get(handler, 0) + 1
-        status_class = f"{status // 100}xx"
-        self.responses[status_class] = self.responses.get(status_class, 0) + 1
+        requests, responses = self.requests, self.responses
+        requests[handler] = requests.get(handler, 0) + 1
+        digit = status // 100
+        status_class = _STATUS_CLASSES[digit] if 0 <= digit <= 9 else f"{digit}xx"
+        responses[status_class] = responses.get(status_class, 0) + 1
+
+
+# Classes of three-digit statuses, built once rather than formatted per response.
+_STATUS_CLASSES = tuple(f"{digit}xx" for digit in range(10))
 
 
 NODE = web.AppKey("node", Node)
