@@ -82,8 +82,8 @@ def replica_timer(group: str, member: str, kind: TimerKind) -> tuple[str, str, s
     return (REPLICA_TIMER, group, member, kind.value)
 
 
-def op_timer(op_id: int) -> tuple[str, int]:
-    return (OP_TIMER, op_id)
+# The one timer behind every open operation's wake time (see ensemble_wakes).
+OPS_TIMER = (OP_TIMER,)
 
 
 def is_ensemble_timer(key: Any) -> bool:

@@ -65,7 +65,7 @@ from sapwood.core.ensemble_members import (
     status_row,
 )
 from sapwood.core.ensemble_messages import (
-    OP_TIMER,
+    OPS_TIMER,
     REPLICA_TIMER,
     TICK_TIMER,
     ConsistentCommand,
@@ -75,7 +75,6 @@ from sapwood.core.ensemble_messages import (
     EnsemblePersisted,
     EnsembleRetired,
     EnsembleRetireQuery,
-    op_timer,
     replica_timer,
 )
 from sapwood.core.ensemble_objects import ConsistentRequest
@@ -93,6 +92,7 @@ from sapwood.core.ensemble_ops import (
     unavailable,
 )
 from sapwood.core.ensemble_storage import MemberStorage, StoredMember, load_members
+from sapwood.core.ensemble_wakes import OpWakes
 from sapwood.core.errors import BadRequest, SapwoodError
 from sapwood.core.errors import Unavailable as UnavailableError
 from sapwood.core.ring import Ring
@@ -117,6 +117,11 @@ class EnsembleHost:
         self.ring = ring
         self._hash_ring = Ring(ring.owners)
         self.hosted: dict[tuple[str, str], Hosted] = {}
+        self._by_group: dict[str, list[Hosted]] = {}  # the same members, by group
+        # group -> (its members under the ring's owners, then those and the planned ones), for
+        # the ring object `_members_ring`.
+        self._members: dict[str, tuple[tuple[str, ...], list[str]]] = {}
+        self._members_ring: RingView | None = None
         self.ops: dict[int, ConsistentOp] = {}
         self.calls: dict[int, Call] = {}
         self.leaders: dict[str, str] = {}  # group -> the member that last answered as leader
@@ -130,10 +135,14 @@ class EnsembleHost:
         self._seen_calls = RecentKeys(REMEMBERED_CALLS)
         self._generations = itertools.count(1)
         self._queue: deque[tuple[Hosted, list[Any]]] = deque()
+        self._wakes = OpWakes()
         self._out: list[Effect] = []
         self._flushes: dict[tuple[str, str], EnsemblePersisted] = {}
         self._ticking = False
         self._started = False
+        # Set by a driver whose backend batch commit is the durability it promises (see
+        # `_finish`); never by the simulator, whose crashes lose unflushed writes.
+        self.commit_is_durable = False
         # Whether the ring is known to be current (not one read from disk at a restart): only
         # then may new members be created, since a founder takes its voters from the ring.
         self.ring_confirmed = False
@@ -202,8 +211,8 @@ class EnsembleHost:
             if hosted is not None:
                 timer = RaftTimer(group, TimerKind(kind))
                 self._queue.append((hosted, hosted.replica.on_timer(timer, now_ms)))
-        elif key[0] == OP_TIMER:
-            self._op_timer(key[1])
+        elif key == OPS_TIMER:
+            self._ops_due()
         elif key == TICK_TIMER:
             self._tick()
         return self._finish()
@@ -234,7 +243,27 @@ class EnsembleHost:
 
     def _finish(self) -> list[Effect]:
         """Run every queued replica effect (local members talk here, synchronously), then ask
-        for one flush per member that wrote."""
+        for one flush per member that wrote.
+
+        When the driver's batch commit is itself the durability the node promises
+        (`commit_is_durable`, the node's "commit" sync mode), the writes are durable once this
+        event's batch commits, which happens before any effect returned here is performed: the
+        members are told at once, instead of one more event per write after a no-op flush.
+        """
+        while True:
+            self._run_queue()
+            if not (self.commit_is_durable and self._flushes):
+                break
+            durable, self._flushes = self._flushes, {}
+            for persisted in durable.values():
+                self._persisted(persisted)
+        out = self._out
+        out += [Flush(self.node, done) for done in self._flushes.values()]
+        self._out = []
+        self._flushes = {}
+        return out
+
+    def _run_queue(self) -> None:
         while self._queue:
             hosted, effects = self._queue.popleft()
             key = (hosted.group, hosted.member)
@@ -242,11 +271,6 @@ class EnsembleHost:
                 if self.hosted.get(key) is not hosted:
                     break  # retired meanwhile: nothing of it may be written or sent
                 self._perform(hosted, effect)
-        out = self._out
-        out += [Flush(self.node, done) for done in self._flushes.values()]
-        self._out = []
-        self._flushes = {}
-        return out
 
     def _perform(self, hosted: Hosted, effect: Any) -> None:
         if isinstance(effect, Send):
@@ -300,6 +324,7 @@ class EnsembleHost:
         hosted.replica = RaftReplica(group, member, peers, random.Random(self.rng.getrandbits(64)),
                                      self.config, durable, hosted.observe)
         self.hosted[(group, member)] = hosted
+        self._by_group.setdefault(group, []).append(hosted)
         return hosted
 
     def _ensure(self, group: str, member: str) -> Hosted | None:
@@ -331,6 +356,10 @@ class EnsembleHost:
         if self.hosted.get(key) is not hosted:
             return
         del self.hosted[key]
+        siblings = self._by_group[hosted.group]
+        siblings.remove(hosted)
+        if not siblings:
+            del self._by_group[hosted.group]
         hosted.storage.destroy()
         self.counters.absorb(hosted.replica.stats)
         self.counters.members_retired += 1
@@ -351,7 +380,7 @@ class EnsembleHost:
 
     def _quorum_refusal(self, op: ConsistentOp) -> UnavailableError | None:
         """Refuse at once when this node sees most of the group's nodes down."""
-        members = members_under(op.group, self.ring.owners)
+        members = self._group_members(op.group)[0]
         return minority_refusal(op, members, [m for m in members if self.is_up(member_node(m))])
 
     def _attempt(self, op: ConsistentOp, hint: str | None) -> None:
@@ -385,20 +414,32 @@ class EnsembleHost:
             call = EnsembleCall(call_id, self.node, op.group, target, op.command)
             self._out.append(Send(member_node(target), call))
         # Answers are handled after this (a local member's too), so the timer always goes first.
-        self._out.append(SetTimer(op_timer(op.req_id), op.next_wake_ms(self.now_ms)))
+        self._wake(op)
 
     def _choose(self, op: ConsistentOp, hint: str | None) -> str | None:
-        local = [h for (g, _), h in self.hosted.items() if g == op.group]
+        local = self._by_group.get(op.group, ())
         candidates = [hint, self.leaders.get(op.group)]
         candidates += [h.replica.leader_id for h in local] + [h.member for h in local]
-        primaries = list(dict.fromkeys(members_under(op.group, self.ring.owners)
-                                       + members_under(op.group, self.ring.future)))
+        primaries = self._group_members(op.group)[1]
         turn = op.attempts % len(primaries)
         candidates += primaries[turn:] + primaries[:turn]
         for member in candidates:
             if member is not None and member not in op.avoid and self._reachable(member):
                 return member
         return None
+
+    def _group_members(self, group: str) -> tuple[tuple[str, ...], list[str]]:
+        """The group's members under the ring's owners, and those followed by the planned ring's
+        (without repeats); cached until the ring changes."""
+        if self._members_ring is not self.ring:
+            self._members_ring = self.ring
+            self._members = {}
+        found = self._members.get(group)
+        if found is None:
+            now = members_under(group, self.ring.owners)
+            found = (now, list(dict.fromkeys(now + members_under(group, self.ring.future))))
+            self._members[group] = found
+        return found
 
     def _reachable(self, member: str) -> bool:
         node = member_node(member)
@@ -416,7 +457,7 @@ class EnsembleHost:
 
     def _pause(self, op: ConsistentOp) -> None:
         op.phase, op.target, op.call_id = OpPhase.PAUSED, None, None
-        self._out.append(SetTimer(op_timer(op.req_id), op.next_wake_ms(self.now_ms)))
+        self._wake(op)
 
     def _end(self, op: ConsistentOp, answer: Any) -> None:
         self.ops.pop(op.req_id, None)
@@ -425,7 +466,20 @@ class EnsembleHost:
         op.phase = OpPhase.DONE
         failed = isinstance(answer, UnavailableError)
         self.counters.count("unavailable" if failed else "answered")
-        self._out += [Reply(op.req_id, answer), CancelTimer(op_timer(op.req_id))]
+        self._wakes.forget(op.req_id)
+        self._out.append(Reply(op.req_id, answer))
+
+    def _wake(self, op: ConsistentOp) -> None:
+        arm = self._wakes.schedule(op.req_id, op.next_wake_ms(self.now_ms))
+        if arm is not None:
+            self._out.append(SetTimer(OPS_TIMER, arm))
+
+    def _ops_due(self) -> None:
+        for req_id in self._wakes.fired(self.now_ms):
+            self._op_timer(req_id)
+        arm = self._wakes.rearm()
+        if arm is not None:
+            self._out.append(SetTimer(OPS_TIMER, arm))
 
     def _op_timer(self, req_id: int) -> None:
         op = self.ops.get(req_id)
@@ -439,7 +493,7 @@ class EnsembleHost:
         elif op.remote and now >= op.call_deadline_ms and op.target is not None:
             self._call_unanswered(op, op.target)
         else:
-            self._out.append(SetTimer(op_timer(req_id), op.next_wake_ms(now)))
+            self._wake(op)
 
     def _call_unanswered(self, op: ConsistentOp, target: str) -> None:
         node = member_node(target)
@@ -526,8 +580,18 @@ class EnsembleHost:
                 self._reconfigure(hosted)
             if hosted.member not in members_under(hosted.group, self.ring.future):
                 self._leaving(hosted)
+            elif self._stranded(hosted):
+                self._retire(hosted)  # founded afresh from the ring at its next use
         if self.hosted:
             self._arm_tick()
+
+    def _stranded(self, hosted: Hosted) -> bool:
+        """A member that wrote nothing and whose voters are not the settled ring's primaries (it
+        joined empty, or was founded from an older ring) may wait forever for a group that never
+        formed. Dropping it is harmless, and refounding it is safe as founding is (module doc)."""
+        return (not hosted.storage.wrote and self.ring.settled
+                and set(hosted.replica.members) != set(members_under(hosted.group,
+                                                                     self.ring.owners)))
 
     def _reconfigure(self, hosted: Hosted) -> None:
         """Move the group one member closer to the planned ring's primaries."""

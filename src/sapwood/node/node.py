@@ -20,7 +20,7 @@ from typing import Any
 from sapwood.core.cluster import AdminRequest, ClusterConfig, ClusterNode
 from sapwood.core.consensus import RaftConfig
 from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
-from sapwood.core.ensemble_groups import ENSEMBLE_RAFT_CONFIG
+from sapwood.core.ensemble_groups import MONOTONIC_CLOCK_RAFT_CONFIG
 from sapwood.core.errors import SapwoodError, Unavailable
 from sapwood.core.requests import CoverageChunk, Request
 from sapwood.core.service import KVService
@@ -54,7 +54,8 @@ class NodeConfig:
     secret_file: Path | None = None
     seed: int | None = None  # randomness for gossip peers and timeouts; None: from the OS
     # Timing of consistent groups; every node of a cluster must run with the same values.
-    ensemble_raft: RaftConfig = ENSEMBLE_RAFT_CONFIG
+    # core_ms is monotonic, so consistent groups may read from leader leases.
+    ensemble_raft: RaftConfig = MONOTONIC_CLOCK_RAFT_CONFIG
 
     @property
     def http_url(self) -> str:
@@ -134,6 +135,7 @@ class Node:
             config.data_dir, config.name, cluster_config, random.Random(config.seed))
         self.name = config.name
         self.core.kv.set_commit_durable(config.sync == "commit")
+        self.core.ensembles.commit_is_durable = config.sync == "commit"
         # Set by the server when the inter-node listener runs: send(node, msg) -> None, and
         # probe(address) -> the node name answering there (after a successful handshake).
         self.send_remote: Callable[[str, Any], None] | None = None

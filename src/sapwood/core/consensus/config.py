@@ -66,6 +66,11 @@ class RaftConfig:
     snapshot_trailing_entries: int = SNAPSHOT_TRAILING_ENTRIES
     # Entries sent to one follower but not yet acknowledged.
     max_inflight_entries: int = MAX_INFLIGHT_ENTRIES
+    # True: new entries go at once only to the followers a commit needs (a majority with the
+    # leader, the most up to date that are not stalled); the others get them in one append per
+    # heartbeat tick. Fewer messages per write; when an eager follower stalls, commits wait for
+    # the next tick, which also picks other followers.
+    lazy_followers: bool = False
     max_entries_per_append: int = MAX_ENTRIES_PER_APPEND
     max_append_bytes: int = MAX_APPEND_BYTES
     max_entry_bytes: int = MAX_ENTRY_BYTES

@@ -84,6 +84,17 @@ class LeaderFeed:
             for peer, pr in self.progress.items()
         ]
 
+    def take_all_fed(self) -> bool:
+        """Whether every follower was sent an append since the last call (the previous heartbeat
+        tick); starts a new period. An append tells a follower all a heartbeat would (the leader
+        lives, the commit index), so a tick finding them all fed sends no round: under load that
+        saves a heartbeat and its answer per follower per interval. Reads then start their own
+        rounds (`settle_reads`), and the lease, renewed only by rounds, may lapse meanwhile."""
+        fed = bool(self.progress) and all(pr.fed for pr in self.progress.values())
+        for pr in self.progress.values():
+            pr.fed = False
+        return fed
+
     def heartbeat_acked(self, peer: str, number: int) -> bool:
         pr = self.progress.get(peer)
         if pr is None:
@@ -117,13 +128,36 @@ class LeaderFeed:
     # --- Feeding followers ----------------------------------------------------------------------
 
     def pump_all(self, commit: int, snapshot: Snapshot | None) -> Outbox:
+        """New entries were appended: feed the eager followers."""
         out: Outbox = []
         for peer, pr in self.progress.items():
-            self._pump(peer, pr, commit, snapshot, out)
+            if pr.eager:
+                self._pump(peer, pr, commit, snapshot, out)
         return out
 
-    def retransmit(self, commit: int, snapshot: Snapshot | None) -> Outbox:
-        """Heartbeat tick: resend what looks lost (a probe, a stalled stream, a snapshot chunk)."""
+    def _choose_eager(self, members: tuple[str, ...]) -> None:
+        """Heartbeat tick, with lazy followers: the followers a commit needs, the most up to
+        date among those not stalled, are fed at once; the others at ticks."""
+        voters = [p for p in self.progress if p in members]
+        need = majority(len(members)) - (1 if self._self_id in members else 0)
+        ranked = sorted(voters, key=lambda p: (self._stalled(self.progress[p]),
+                                               -self.progress[p].match_index, p))
+        eager = set(ranked[:need])
+        for peer, pr in self.progress.items():
+            pr.eager = peer in eager or peer not in members
+
+    @staticmethod
+    def _stalled(pr: Progress) -> bool:
+        return pr.mode is not FeedMode.REPLICATE or (
+            pr.inflight() > 0 and pr.match_index == pr.match_at_tick)
+
+    def retransmit(
+        self, commit: int, snapshot: Snapshot | None, members: tuple[str, ...]
+    ) -> Outbox:
+        """Heartbeat tick: resend what looks lost (a probe, a stalled stream, a snapshot chunk),
+        and feed every follower (the lazy ones get their entries here)."""
+        if self._config.lazy_followers:
+            self._choose_eager(members)
         out: Outbox = []
         for peer, pr in self.progress.items():
             if pr.mode is FeedMode.PROBE:
@@ -160,7 +194,8 @@ class LeaderFeed:
         else:
             return False, []
         out: Outbox = []
-        self._pump(peer, pr, commit, snapshot, out)
+        if pr.eager or pr.mode is not FeedMode.REPLICATE:
+            self._pump(peer, pr, commit, snapshot, out)
         return progressed, out
 
     @staticmethod
@@ -228,6 +263,7 @@ class LeaderFeed:
         out.append(
             (peer, AppendEntries(self._group_id, self._term, prev, prev_term, entries, commit))
         )
+        pr.fed = True
         if pr.mode is FeedMode.PROBE:
             pr.probe_sent = True
             return False

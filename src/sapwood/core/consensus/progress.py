@@ -26,6 +26,10 @@ class Progress:
     recent_active: bool = False
     # Highest heartbeat round it acknowledged in this term.
     acked_round: int = 0
+    # Sent new entries as they are appended (else only at heartbeat ticks; see lazy_followers).
+    eager: bool = True
+    # Sent an append since the previous heartbeat tick (which then needs no heartbeat).
+    fed: bool = False
     # Replication stall detection: `match_index` at the previous heartbeat tick.
     match_at_tick: int = 0
     # In SNAPSHOT: the snapshot being sent (kept even if the leader takes a newer one, so a

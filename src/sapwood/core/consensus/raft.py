@@ -456,8 +456,12 @@ class RaftReplica:
         if self._feed is None:
             return
         self._expire_proposals(now_ms)
-        self._send_all(self._feed.retransmit(self._store.commit, self._store.snapshot))
-        self._send_all(self._feed.start_round(now_ms, self._store.commit, for_reads=False))
+        fed = self._feed.take_all_fed()
+        self._send_all(self._feed.retransmit(self._store.commit, self._store.snapshot,
+                                             self.members))
+        # Waiting reads always get a round: theirs may have been lost.
+        if not fed or self._feed.reads:
+            self._send_all(self._feed.start_round(now_ms, self._store.commit, for_reads=False))
         self._settle_reads(now_ms)
         self._arm(TimerKind.HEARTBEAT, now_ms + self.config.heartbeat_interval_ms)
 

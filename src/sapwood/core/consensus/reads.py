@@ -78,7 +78,10 @@ class ReadTracker:
         return True
 
     def lease_valid(self, now_ms: int) -> bool:
-        return self._lease_start is not None and now_ms < self._lease_start + self._lease_ms
+        # A clock reading before the lease began has stepped back: the lease proves nothing then
+        # (and without leases, lease_ms 0, a step back must not open one).
+        start = self._lease_start
+        return self._lease_ms > 0 and start is not None and start <= now_ms < start + self._lease_ms
 
     def lease_expiry(self) -> int | None:
         return None if self._lease_start is None else self._lease_start + self._lease_ms
