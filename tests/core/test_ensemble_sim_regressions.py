@@ -16,7 +16,7 @@ from typing import Any
 from core.consensus.raft_harness import Cluster
 from sapwood.core.cluster import AdminRequest
 from sapwood.core.consensus import Ok, Put, Role
-from sapwood.core.ensemble_groups import ENSEMBLE_RAFT_CONFIG
+from sapwood.core.ensemble_groups import STEPPING_CLOCK_RAFT_CONFIG
 from sapwood.core.errors import Unavailable
 from sapwood.core.requests import GetRequest, PutRequest, PutResult
 from sapwood.core.ring import BKey
@@ -79,7 +79,7 @@ def _context(net: ClusterNet, key: str) -> dict[bytes, int]:
 
 
 def test_a_deposed_leader_whose_clock_steps_back_serves_no_stale_read() -> None:
-    cluster = Cluster(["a", "b", "c"], seed=7, config=ENSEMBLE_RAFT_CONFIG)
+    cluster = Cluster(["a", "b", "c"], seed=7, config=STEPPING_CLOCK_RAFT_CONFIG)
     cluster.start()
     assert cluster.run_until(lambda: cluster.leader() is not None, 20_000)
     old = cluster.leader()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sapwood.core.effects import Flush, Reply
-from sapwood.core.ensemble_groups import ENSEMBLE_RAFT_CONFIG, MONOTONIC_CLOCK_RAFT_CONFIG
+from sapwood.core.ensemble_groups import ENSEMBLE_RAFT_CONFIG, STEPPING_CLOCK_RAFT_CONFIG
 from sapwood.core.kvobject import Metadata
 from sapwood.core.requests import GetRequest, PutRequest, PutResult
 from sapwood.core.ring import BKey
@@ -61,10 +61,10 @@ def test_a_write_is_answered_within_its_event_only_when_commits_are_durable(
     assert read.obj is not None and read.obj.siblings[0].value == b"v2"
 
 
-def test_the_node_configuration_reads_from_leases_with_the_same_timing() -> None:
-    assert MONOTONIC_CLOCK_RAFT_CONFIG.leases_enabled
-    assert MONOTONIC_CLOCK_RAFT_CONFIG.lease_ms > 0
+def test_nodes_read_from_leases_and_a_stepping_clock_config_has_the_same_timing() -> None:
+    assert ENSEMBLE_RAFT_CONFIG.leases_enabled and ENSEMBLE_RAFT_CONFIG.lease_ms > 0
+    assert STEPPING_CLOCK_RAFT_CONFIG.lease_ms == 0
     timing = ("election_timeout_min_ms", "election_timeout_max_ms", "heartbeat_interval_ms",
               "max_clock_drift_rate")
     for name in timing:
-        assert getattr(MONOTONIC_CLOCK_RAFT_CONFIG, name) == getattr(ENSEMBLE_RAFT_CONFIG, name)
+        assert getattr(STEPPING_CLOCK_RAFT_CONFIG, name) == getattr(ENSEMBLE_RAFT_CONFIG, name)

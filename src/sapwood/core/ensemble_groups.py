@@ -16,21 +16,16 @@ from sapwood.core.ring import BKey, Ring
 
 # Every member of a group must run with the same timing (the lease argument compares one
 # member's lease with another's election timeout), so it is fixed here for all nodes.
-# Leases are off: they need a monotonic clock, and nodes run their cores on wall-clock time, which
-# steps (NTP, VM migration); a step let a deposed leader serve stale reads from its lease (sim
-# `--workload consistent`, seeds 2 and 9). Reads confirm leadership with a heartbeat round instead.
+# Leader leases serve reads without a heartbeat round. They need each core's clock to be monotonic
+# with bounded drift (consensus.config), which holds: a node's core clock (node.local.core_ms) is
+# CLOCK_MONOTONIC, never stepped by NTP or an operator, and the simulator models exactly that
+# (skew and drift while running; a stepped wall clock is seen only from the next restart, when
+# the process re-anchors — and a restarted replica grants no vote for an election timeout).
 ENSEMBLE_RAFT_CONFIG = RaftConfig(
     election_timeout_min_ms=1_000, election_timeout_max_ms=2_000, heartbeat_interval_ms=250,
-    leases_enabled=False, lazy_followers=True)
-
-# A running node's core clock (node.local.core_ms) is CLOCK_MONOTONIC: NTP steps and operators'
-# changes to the wall clock never move it, and NTP slews it by well under the 5% drift bound, so
-# the lease argument's clock assumption (consensus.config) holds there and nodes read from their
-# leases (no heartbeat round per read). Drivers whose clocks may step, like the simulator's clock
-# faults above, keep ENSEMBLE_RAFT_CONFIG. Mixing the two is safe: the argument only needs every
-# member's election timeout to be the same, and vote refusal after hearing a leader does not
-# depend on `leases_enabled`.
-MONOTONIC_CLOCK_RAFT_CONFIG = replace(ENSEMBLE_RAFT_CONFIG, leases_enabled=True)
+    leases_enabled=True, lazy_followers=True)
+# For a driver whose core clock may step while running: leadership confirmed by a round per read.
+STEPPING_CLOCK_RAFT_CONFIG = replace(ENSEMBLE_RAFT_CONFIG, leases_enabled=False)
 
 
 @dataclass(frozen=True, slots=True)

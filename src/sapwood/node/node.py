@@ -20,7 +20,7 @@ from typing import Any
 from sapwood.core.cluster import AdminRequest, ClusterConfig, ClusterNode
 from sapwood.core.consensus import RaftConfig
 from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
-from sapwood.core.ensemble_groups import MONOTONIC_CLOCK_RAFT_CONFIG
+from sapwood.core.ensemble_groups import ENSEMBLE_RAFT_CONFIG
 from sapwood.core.errors import SapwoodError, Unavailable
 from sapwood.core.requests import CoverageChunk, Request
 from sapwood.core.service import KVService
@@ -55,7 +55,7 @@ class NodeConfig:
     seed: int | None = None  # randomness for gossip peers and timeouts; None: from the OS
     # Timing of consistent groups; every node of a cluster must run with the same values.
     # core_ms is monotonic, so consistent groups may read from leader leases.
-    ensemble_raft: RaftConfig = MONOTONIC_CLOCK_RAFT_CONFIG
+    ensemble_raft: RaftConfig = ENSEMBLE_RAFT_CONFIG
 
     @property
     def http_url(self) -> str:
@@ -207,6 +207,14 @@ class Node:
     def deliver(self, sender: str, msg: Any) -> None:
         """A message from `sender` (this node itself for local flush completions)."""
         self.execute(self.core.on_message(sender, msg, core_ms()))
+
+    def deliver_batch(self, sender: str, msgs: list[Any]) -> None:
+        """Messages from `sender` that arrived together: one core event, so the replicas' writes
+        among them share one commit."""
+        if len(msgs) == 1:
+            self.deliver(sender, msgs[0])
+        else:
+            self.execute(self.core.on_messages(sender, msgs, core_ms()))
 
     def deliver_to(self, node: str, msg: Any) -> None:
         if node == self.name:

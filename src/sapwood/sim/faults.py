@@ -29,7 +29,7 @@ class Fault(StrEnum):
     POWER = "power"  # several nodes lose power at once
     PAUSE = "pause"  # a process stops (SIGSTOP, GC) and resumes later
     NETWORK = "network"  # loss, duplication and slow-tail reordering, in spells
-    CLOCK = "clock"  # skewed, drifting clocks that also jump
+    CLOCK = "clock"  # skewed, drifting clocks; wall-clock steps seen from the next restart
     MEMBERSHIP = "membership"  # a node joins or leaves while clients run
 
 
@@ -223,7 +223,8 @@ class Nemesis:
         name = self.rng.choice(sorted(self.world.nodes))
         jump = self.rng.randint(-self.config.clock_jump_ms, self.config.clock_jump_ms)
         self.world.shift_clock(name, jump)
-        self._note("clock", f"clock of {name} jumps {jump:+d} ms")
+        self._note("clock", f"wall clock of {name} steps {jump:+d} ms (its core sees it from "
+                            "its next restart)")
 
     # --- membership ---------------------------------------------------------------------------
 

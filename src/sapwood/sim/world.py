@@ -103,6 +103,7 @@ class SimNode:
     incarnation: int = 1
     offset_ms: int = 0
     drift: float = 0.0  # fractional clock rate error
+    wall_step_ms: int = 0  # wall-clock steps the core sees only once the process restarts
     paused: bool = False
     timer_versions: dict[Any, int] = field(default_factory=dict)
     parked: list[tuple[Callable[[Any], None], Any]] = field(default_factory=list)
@@ -190,8 +191,14 @@ class World:
         return t
 
     def shift_clock(self, name: str, delta_ms: int) -> None:
-        """The node's clock jumps (NTP step, VM migration); timers already set keep their time."""
-        self.nodes[name].offset_ms += delta_ms
+        """The node's wall clock steps (NTP step, VM migration).
+
+        A running core never sees it: a real node runs its core on a monotonic clock anchored to
+        the wall clock at process start (node.local.core_ms), as leader leases require. The step
+        reaches the core when the process restarts and re-anchors (`restart`), so a restarted
+        node's clock may read earlier or later than before its crash.
+        """
+        self.nodes[name].wall_step_ms += delta_ms
         self.record("clock", name, delta_ms)
 
     # --- nodes --------------------------------------------------------------------------------
@@ -232,6 +239,8 @@ class World:
         if node.alive:
             return
         node.incarnation += 1
+        node.offset_ms += node.wall_step_ms
+        node.wall_step_ms = 0
         self.record("restart", name)
         self._boot(node, load_state(node.backend))
 
