@@ -121,3 +121,35 @@ def test_encoding_is_plain_msgpack_of_the_wire_form(writes: list[tuple[bytes, in
     fresh = KVObject(obj.siblings, obj.clock)  # no memoised form yet
     assert kvobject.encode(fresh) == msgpack.packb(kvobject.to_wire(fresh), use_bin_type=True)
     assert kvobject.decode(kvobject.encode(fresh)) == fresh
+
+
+def test_vtags_are_printable_base62_named_by_the_dot() -> None:
+    from sapwood.core.causal import Dot
+
+    tags = {kvobject.make_vtag(Dot(actor, n)) for actor in ACTORS for n in range(1, 200)}
+    assert len(tags) == len(ACTORS) * 199  # distinct dots, distinct tags
+    assert all(len(t) == 16 and t.isascii() and t.isalnum() for t in tags)
+    assert kvobject.make_vtag(Dot(ACTORS[0], 7)) == kvobject.make_vtag(Dot(ACTORS[0], 7))
+
+
+def test_decode_cache_holds_its_budget_and_lets_the_oldest_go() -> None:
+    encoded = []
+    for n in range(40):
+        obj = apply_write(None, {}, b"v%d" % n * 20, Metadata(), ACTORS[0], n, allow_mult=True)
+        encoded.append(kvobject.encode(obj))
+    cost = 2 * len(encoded[0]) + kvobject.DECODE_ENTRY_OVERHEAD_BYTES
+    cache = kvobject.DecodeCache(budget_bytes=10 * cost)
+    decoded = [cache.decode(data) for data in encoded]
+    assert cache.held_bytes <= cache.budget_bytes
+    assert cache.decode(encoded[-1]) is decoded[-1]  # held: the very same object
+    again = cache.decode(encoded[0])  # long pushed out: decoded anew, equal
+    assert again == decoded[0] and again is not decoded[0]
+
+
+def test_decode_cache_does_not_keep_large_objects() -> None:
+    big = apply_write(None, {}, b"x" * (kvobject.DECODE_CACHE_MAX_BYTES + 1), Metadata(),
+                      ACTORS[0], 1, allow_mult=True)
+    data = kvobject.encode(big)
+    cache = kvobject.DecodeCache()
+    cache.remember(data, big)
+    assert cache.held_bytes == 0 and cache.decode(data) == big

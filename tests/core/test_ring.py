@@ -40,3 +40,12 @@ def test_ring_size_validation() -> None:
         with pytest.raises(ValueError):
             validate_ring_size(bad)
     validate_ring_size(64)
+
+
+def test_primaries_are_shared_by_keys_of_one_partition() -> None:
+    ring = Ring(tuple(f"n{i % 4}" for i in range(8)))
+    keys = [BKey("default", "b", f"k{i}") for i in range(200)]
+    for key in keys:
+        first = ring.first_partition(key)
+        assert [e.partition for e in ring.primaries(key, 3)] == [(first + i) % 8 for i in range(3)]
+    assert len(ring._primaries) <= 8  # per partition, not per key

@@ -162,3 +162,23 @@ def test_too_few_reachable_replicas_answer_at_once(net: Net) -> None:
     net.run()
     (result,) = net.replies[req]
     assert isinstance(result, Unavailable) and "W-value unsatisfied" in result.message
+
+
+def test_a_request_finished_in_its_own_step_leaves_no_timer_armed() -> None:
+    from sapwood.core.effects import CancelTimer, Flush, SetTimer
+    from sapwood.core.ring import Ring
+    from sapwood.core.service import KVService
+    from sapwood.storage.memory import MemoryBackend
+
+    service = KVService("a@h", Ring.single("a@h", 8), MemoryBackend(), 1)
+    service.set_commit_durable(True)
+    key = BKey("default", "b", "k")
+    for req_id, request in enumerate([PutRequest(key, b"v", Metadata()), GetRequest(key)], 1):
+        effects = service.submit(req_id, request, 0)
+        assert [type(e).__name__ for e in effects] == ["Reply"]
+    service.set_commit_durable(False)  # now the put waits for its flushes: a later step
+    effects = service.submit(3, PutRequest(key, b"w", Metadata()), 0)
+    assert any(isinstance(e, SetTimer) for e in effects)
+    later = [e for flush in effects if isinstance(flush, Flush)
+             for e in service.on_message(flush.done, 0)]
+    assert [e.key for e in later if isinstance(e, CancelTimer)] == [("request", 3)]

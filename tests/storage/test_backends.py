@@ -63,6 +63,23 @@ def test_batch_reads_its_own_writes_and_commits_once(backend: MemoryBackend | Lm
     assert backend.get(1, b"k2") == b"v2"
 
 
+def test_batch_reads_see_writes_made_before_and_within_it(
+        backend: MemoryBackend | LmdbBackend) -> None:
+    backend.put(1, b"a", b"old")
+    with backend.batch():
+        assert backend.get(1, b"a") == b"old" and backend.get(1, b"b") is None
+        backend.put(1, b"a", b"new")  # after the batch's first reads
+        assert backend.get(1, b"a") == b"new"
+        backend.checkpoint()
+        assert backend.get(1, b"a") == b"new"
+        backend.put(1, b"b", b"b1")
+        assert backend.get(1, b"b") == b"b1"
+    with backend.batch():
+        assert backend.get(1, b"a") == b"new"  # a read-only batch
+    backend.put(1, b"a", b"newest")  # outside any batch: the last batch's snapshot is gone
+    assert backend.get(1, b"a") == b"newest"
+
+
 def test_lmdb_batch_that_fails_writes_nothing(tmp_path: Path) -> None:
     store = LmdbBackend(tmp_path / "db")
     with pytest.raises(RuntimeError), store.batch():

@@ -106,6 +106,18 @@ def _write_mode(allow_mult: bool, last_write_wins: bool, delete_mode: int | str)
     return WriteMode(allow_mult, last_write_wins, delete_mode)
 
 
+# Quorums by their values: a frozen dataclass costs ~2 us to build (a setattr per field), and
+# every request needs one of a handful.
+@lru_cache(maxsize=QUORUM_CACHE_ENTRIES)
+def _read_quorums(n: int, r: int, pr: int, notfound_ok: bool, basic_quorum: bool) -> Quorums:
+    return Quorums(n=n, r=r, pr=pr, notfound_ok=notfound_ok, basic_quorum=basic_quorum)
+
+
+@lru_cache(maxsize=QUORUM_CACHE_ENTRIES)
+def _write_quorums(n: int, w: int, dw: int, pw: int) -> Quorums:
+    return Quorums(n=n, w=w, dw=dw, pw=pw)
+
+
 def _resolve(value: Any, props: dict[str, Any], name: str) -> int:
     value = value if value is not None else "default"
     try:
@@ -248,22 +260,20 @@ class KVService:
 
     @staticmethod
     def _read_quorums(request: GetRequest, props: dict[str, Any]) -> Quorums:
-        return Quorums(
-            n=props["n_val"],
-            r=_resolve(request.r, props, "r"),
-            pr=_resolve(request.pr, props, "pr"),
-            notfound_ok=props["notfound_ok"] if request.notfound_ok is None
-            else request.notfound_ok,
-            basic_quorum=props["basic_quorum"] if request.basic_quorum is None
-            else request.basic_quorum,
+        return _read_quorums(
+            props["n_val"],
+            _resolve(request.r, props, "r"),
+            _resolve(request.pr, props, "pr"),
+            props["notfound_ok"] if request.notfound_ok is None else request.notfound_ok,
+            props["basic_quorum"] if request.basic_quorum is None else request.basic_quorum,
         )
 
     @staticmethod
     def _write_quorums(
         request: PutRequest | UpdateRequest | DeleteRequest, props: dict[str, Any]
     ) -> Quorums:
-        return Quorums(n=props["n_val"], w=_resolve(request.w, props, "w"),
-                       dw=_resolve(request.dw, props, "dw"), pw=_resolve(request.pw, props, "pw"))
+        return _write_quorums(props["n_val"], _resolve(request.w, props, "w"),
+                              _resolve(request.dw, props, "dw"), _resolve(request.pw, props, "pw"))
 
     def _delete_quorums(self, request: DeleteRequest, props: dict[str, Any]) -> Quorums:
         rw = _resolve(request.rw, props, "rw")
@@ -376,6 +386,12 @@ class KVService:
     def _disarm_finished(self, out: list[Effect]) -> list[Effect]:
         """Timeouts of finished requests need not stay armed (a timer per request adds up);
         one armed and finished in the same step is never armed at all."""
+        if len(self._finished) == 1:  # the usual step: one request finished, no set to build
+            key = timer_key(self._finished.pop())
+            kept = [e for e in out if type(e) is not SetTimer or e.key != key]
+            if len(kept) == len(out):
+                kept.append(CancelTimer(key))
+            return kept
         finished = {timer_key(done) for done in self._finished}
         self._finished.clear()
         armed_here = {e.key for e in out if type(e) is SetTimer and e.key in finished}

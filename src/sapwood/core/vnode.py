@@ -59,8 +59,8 @@ class Vnode:
         self, node: str, partition: int, backend: Backend, incarnation: int, ring_size: int,
         cache: kvobject.DecodeCache | None = None, states: datatypes.StateCache | None = None,
     ) -> None:
-        self.cache = cache or kvobject.DecodeCache()
-        self.states = states or datatypes.StateCache()
+        self.cache = cache if cache is not None else kvobject.DecodeCache()
+        self.states = states if states is not None else datatypes.StateCache()
         self.node = node
         self.partition = partition
         self.ring_size = ring_size

@@ -18,6 +18,8 @@ from typing import Any
 
 import lmdb
 
+from sapwood.core.ring import MAX_RING_SIZE
+
 DEFAULT_MAP_SIZE = 64 * 1024**3
 MAX_DBS = 8
 LOCK_FILE = "sapwood.lock"
@@ -40,6 +42,7 @@ class _Batch:
         if not self.outer:
             return
         backend = self.backend
+        backend._end_reads()
         txn, backend._txn, backend._batching = backend._txn, None, False
         if txn is not None:
             if exc_type is None:
@@ -49,7 +52,14 @@ class _Batch:
 
 
 def _pkey(partition: int, key: bytes) -> bytes:
+    if partition < len(_PREFIXES):
+        return _PREFIXES[partition] + key
     return partition.to_bytes(2, "big") + key
+
+
+# Every read and write prefixes its key with its partition: build the prefixes once (one more
+# than the largest ring, for the end of a fold's range).
+_PREFIXES = tuple(p.to_bytes(2, "big") for p in range(MAX_RING_SIZE + 1))
 
 
 class DataDirInUse(RuntimeError):
@@ -82,6 +92,9 @@ class LmdbBackend:
             readahead=False, writemap=False, max_readers=256,
         )
         self._txn: Any = None  # the write transaction of an open batch, once it has written
+        # The read transaction of an open batch that has read but not written: a GET's N
+        # replica reads share one snapshot instead of opening a transaction each.
+        self._reader: Any = None
         self._batching = False
         self._objects = self.env.open_db(b"objects")
         self._index = self.env.open_db(b"index")
@@ -96,21 +109,36 @@ class LmdbBackend:
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
-        if self._batching:
-            if self._txn is None:
-                self._txn = self.env.begin(write=True)
-            yield self._txn
+        txn = self._batch_writer()
+        if txn is not None:
+            yield txn
         else:
             with self.env.begin(write=True) as txn:
                 yield txn
 
+    def _batch_writer(self) -> Any:
+        """The open batch's write transaction (opened now if need be); None outside a batch."""
+        if self._txn is None and self._batching:
+            self._end_reads()  # its snapshot would miss this batch's writes
+            self._txn = self.env.begin(write=True)
+        return self._txn
+
+    def _end_reads(self) -> None:
+        if self._reader is not None:
+            self._reader.abort()
+            self._reader = None
+
     def get(self, partition: int, key: bytes) -> bytes | None:
-        if self._txn is not None:
-            value = self._txn.get(_pkey(partition, key), db=self._objects)
-            return None if value is None else bytes(value)
-        with self.env.begin(db=self._objects, buffers=False) as txn:
-            value = txn.get(_pkey(partition, key))
-        return None if value is None else bytes(value)
+        txn = self._txn or self._reader
+        if txn is None:
+            if self._batching:
+                txn = self._reader = self.env.begin(db=self._objects)
+            else:
+                with self.env.begin(db=self._objects) as txn:
+                    return txn.get(_pkey(partition, key))
+        elif txn is self._txn:
+            return txn.get(_pkey(partition, key), db=self._objects)
+        return txn.get(_pkey(partition, key))
 
     def put(
         self,
@@ -120,12 +148,22 @@ class LmdbBackend:
         add_index: Sequence[bytes] = (),
         remove_index: Sequence[bytes] = (),
     ) -> None:
-        with self._write() as txn:
-            txn.put(_pkey(partition, key), value, db=self._objects)
-            for entry in remove_index:
-                txn.delete(_pkey(partition, entry), db=self._index)
-            for entry in add_index:
-                txn.put(_pkey(partition, entry), b"", db=self._index)
+        # Written out rather than through `_write`: a generator context manager per put costs
+        # more than the LMDB put itself.
+        txn = self._txn or self._batch_writer()
+        if txn is None:
+            with self.env.begin(write=True) as txn:
+                self._put(txn, partition, key, value, add_index, remove_index)
+        else:
+            self._put(txn, partition, key, value, add_index, remove_index)
+
+    def _put(self, txn: Any, partition: int, key: bytes, value: bytes,
+             add_index: Sequence[bytes], remove_index: Sequence[bytes]) -> None:
+        txn.put(_pkey(partition, key), value, db=self._objects)
+        for entry in remove_index:
+            txn.delete(_pkey(partition, entry), db=self._index)
+        for entry in add_index:
+            txn.put(_pkey(partition, entry), b"", db=self._index)
 
     def delete(self, partition: int, key: bytes, remove_index: Sequence[bytes] = ()) -> None:
         with self._write() as txn:
@@ -212,6 +250,7 @@ class LmdbBackend:
         return iter(items)
 
     def checkpoint(self) -> None:
+        self._end_reads()
         if self._txn is not None:
             self._txn.commit()
             self._txn = None  # the batch goes on; its next write opens a new transaction
