@@ -155,6 +155,28 @@ def test_a_failing_handler_does_not_break_the_connection() -> None:
     run(with_cluster(test)())
 
 
+def test_messages_read_together_reach_on_batch_together_in_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tmod, "MAX_DELIVERY_BATCH", 7)
+
+    async def test(c: Cluster) -> None:
+        batches: list[list[Any]] = []
+        a = await c.start("a@127.0.0.1")
+        b = Transport("b@127.0.0.1", "sapwood", SECRET, c.addresses.get, lambda *_: None,
+                      on_batch=lambda sender, msgs: batches.append(msgs))
+        c.transports.append(b)
+        await b.start("127.0.0.1", 0)
+        c.addresses["b@127.0.0.1"] = b.address
+        for i in range(500):
+            a.send("b@127.0.0.1", Ping(f"a{i}"))  # one turn: queued together, written together
+        await eventually(lambda: sum(map(len, batches)) == 500)
+        assert [m.sender for batch in batches for m in batch] == [f"a{i}" for i in range(500)]
+        assert max(map(len, batches)) == 7  # read together, handed over within the limit
+        assert b.stats()["a@127.0.0.1"]["received"] == 500
+
+    run(with_cluster(test)())
+
+
 # --- refusals ---------------------------------------------------------------------------------
 
 

@@ -132,6 +132,16 @@ class ClusterNode:
             effects = self._submit(req_id, request, now_ms)
         return effects + self._drain() if self._outbox else effects
 
+    def submit_all(self, requests: list[tuple[int, Request | AdminRequest]], now_ms: int
+                   ) -> list[Effect]:
+        """Several requests as one event: their writes share one backend batch (one commit),
+        and every effect comes out after it, as submit's do."""
+        effects: list[Effect] = []
+        with self.backend.batch():
+            for req_id, request in requests:
+                effects += self._submit(req_id, request, now_ms)
+        return effects + self._drain() if self._outbox else effects
+
     def drain(self) -> list[Effect]:
         """Effects of changes made outside the doors (bucket type and props changes)."""
         return self._drain()
@@ -163,6 +173,15 @@ class ClusterNode:
     def on_message(self, sender: str, msg: Any, now_ms: int) -> list[Effect]:
         with self.backend.batch():
             effects = self._on_message(sender, msg, now_ms)
+        return effects + self._drain() if self._outbox else effects
+
+    def on_messages(self, sender: str, msgs: list[Any], now_ms: int) -> list[Effect]:
+        """Several messages from `sender`, in order, as one event: their writes share one
+        backend batch (one commit), and every effect comes out after it, as on_message's do."""
+        effects: list[Effect] = []
+        with self.backend.batch():
+            for msg in msgs:
+                effects += self._on_message(sender, msg, now_ms)
         return effects + self._drain() if self._outbox else effects
 
     def _on_message(self, sender: str, msg: Any, now_ms: int) -> list[Effect]:

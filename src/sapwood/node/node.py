@@ -25,6 +25,7 @@ from sapwood.core.errors import SapwoodError, Unavailable
 from sapwood.core.requests import CoverageChunk, Request
 from sapwood.core.service import KVService
 from sapwood.node.local import DEFAULT_NODE, core_ms, open_cluster_node
+from sapwood.node.timers import TimerQueue
 
 log = logging.getLogger("sapwood.node")
 
@@ -34,6 +35,9 @@ log = logging.getLogger("sapwood.node")
 SYNC_MODES = ("commit", "fsync")
 LATENCY_SAMPLES = 10_000  # per operation, for the percentiles in /stats
 MAX_INFLIGHT_REQUESTS = 10_000
+# Requests made in one event-loop turn go to the core together, this many at most per event: their
+# writes share one commit.
+MAX_SUBMIT_BATCH = 256
 
 
 def wall_ms() -> int:
@@ -142,7 +146,8 @@ class Node:
         self.probe_remote: Callable[[str], Awaitable[str]] | None = None
         self._ids = itertools.count(1)
         self._waiters: dict[int, asyncio.Future[Any] | asyncio.Queue[Any]] = {}
-        self._timers: dict[Any, asyncio.TimerHandle] = {}
+        self._timers = TimerQueue(core_ms, self._fire)
+        self._unsubmitted: list[tuple[int, Request | AdminRequest]] = []
         self.committer = GroupCommitter(self)
         self.latency = LatencyStats()
         self.started_ms = wall_ms()
@@ -160,8 +165,10 @@ class Node:
         req_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters[req_id] = future
+        if not self._unsubmitted:
+            asyncio.get_running_loop().call_soon(self._submit_turn)
+        self._unsubmitted.append((req_id, request))
         try:
-            self.execute(self.core.submit(req_id, request, core_ms()))
             result = await future
         finally:
             self._waiters.pop(req_id, None)
@@ -169,6 +176,28 @@ class Node:
         if isinstance(result, SapwoodError):
             raise result
         return result
+
+    def _submit_turn(self) -> None:
+        """Hand this turn's requests to the core, in batches that share a commit."""
+        pending, self._unsubmitted = self._unsubmitted, []
+        for start in range(0, len(pending), MAX_SUBMIT_BATCH):
+            batch = pending[start:start + MAX_SUBMIT_BATCH]
+            try:
+                if len(batch) == 1:
+                    effects = self.core.submit(batch[0][0], batch[0][1], core_ms())
+                else:
+                    effects = self.core.submit_all(batch, core_ms())
+            except Exception as exc:
+                log.exception("submitting %d requests failed", len(batch))
+                for req_id, _ in batch:
+                    self._fail(req_id, exc)
+                continue
+            self.execute(effects)
+
+    def _fail(self, req_id: int, exc: Exception) -> None:
+        waiter = self._waiters.get(req_id)
+        if isinstance(waiter, asyncio.Future) and not waiter.done():
+            waiter.set_exception(exc)
 
     async def stream(self, request: Request) -> AsyncIterator[Any]:
         """Run a streamed coverage request: yields CoverageChunks, then the final result."""
@@ -225,19 +254,17 @@ class Node:
             log.debug("no inter-node transport; dropping %s to %s", type(msg).__name__, node)
 
     def execute(self, effects: list[Effect]) -> None:
-        for effect in effects:
-            if isinstance(effect, Reply):
+        for effect in effects:  # the commonest kinds first
+            if isinstance(effect, Send):
+                self.deliver_to(effect.to, effect.msg)
+            elif isinstance(effect, Reply):
                 self._answer(effect)
+            elif isinstance(effect, SetTimer):
+                self._timers.set(effect.key, effect.at_ms)
+            elif isinstance(effect, CancelTimer):
+                self._timers.cancel(effect.key)
             elif isinstance(effect, Flush):
                 self.committer.add(effect)
-            elif isinstance(effect, SetTimer):
-                self._set_timer(effect)
-            elif isinstance(effect, CancelTimer):
-                handle = self._timers.pop(effect.key, None)
-                if handle is not None:
-                    handle.cancel()
-            elif isinstance(effect, Send):
-                self.deliver_to(effect.to, effect.msg)
 
     def _answer(self, reply: Reply) -> None:
         waiter = self._waiters.get(reply.req_id)
@@ -248,23 +275,12 @@ class Node:
         elif not waiter.done():
             waiter.set_result(reply.result)
 
-    def _set_timer(self, timer: SetTimer) -> None:
-        old = self._timers.pop(timer.key, None)
-        if old is not None:
-            old.cancel()
-        delay = max(0.0, (timer.at_ms - core_ms()) / 1000)
-        loop = asyncio.get_running_loop()
-        self._timers[timer.key] = loop.call_later(delay, self._fire, timer.key)
-
     def _fire(self, key: Any) -> None:
-        self._timers.pop(key, None)
         self.execute(self.core.on_timer(key, core_ms()))
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        for handle in self._timers.values():
-            handle.cancel()
         self._timers.clear()
         self.service.backend.sync()
         self.service.backend.close()

@@ -45,6 +45,7 @@ from sapwood.wire.codec import (
     FrameDecoder,
     FrameTooLarge,
     Hello,
+    ObjectDecoder,
     Refusal,
     Role,
     check_hello,
@@ -72,6 +73,9 @@ MAX_QUEUED_MESSAGES = 10_000  # per peer
 MAX_QUEUED_BYTES = 32 * 1024 * 1024
 MAX_BATCH_BYTES = 1024 * 1024  # frames joined into one write
 READ_CHUNK_BYTES = 256 * 1024
+# Messages of one read handed to the node as one event (their writes share one commit); a read
+# holding more is handed over in several events of at most this many.
+MAX_DELIVERY_BATCH = 512
 CONNECT_TIMEOUT_S = 5.0
 HANDSHAKE_TIMEOUT_S = 5.0
 BACKOFF_MIN_S = 0.1
@@ -204,12 +208,16 @@ class Transport:
         on_message: Callable[[str, Any], None],
         *,
         rng: random.Random | None = None,
+        on_batch: Callable[[str, list[Any]], None] | None = None,
+        decode_object: ObjectDecoder | None = None,
     ) -> None:
         self.node_name = node_name
         self.cluster_name = cluster_name
         self._secret = secret
         self._address_of = address_of
         self._on_message = on_message
+        self._on_batch = on_batch
+        self._decode_object = decode_object
         self._rng = rng or random.Random()
         self._peers: dict[str, _Peer] = {}
         self._received: dict[str, int] = {}
@@ -499,8 +507,14 @@ class Transport:
                 data = await reader.read(READ_CHUNK_BYTES)
                 if not data:
                     return
-                for payload in decoder.feed(data):
-                    self._deliver(name, decode_message(payload))
+                msgs: list[Any] = []
+                try:
+                    for payload in decoder.feed(data):
+                        msgs.append(decode_message(payload, self._decode_object))
+                finally:
+                    # The messages before an undecodable one still count (the connection closes).
+                    if msgs:
+                        self._deliver_all(name, msgs)
         except CodecError as exc:
             log.error("closing the connection from %s: %s", name, exc)
         except (ConnectionError, OSError) as exc:
@@ -508,6 +522,20 @@ class Transport:
         finally:
             if self._inbound.get(name) is writer:
                 del self._inbound[name]
+
+    def _deliver_all(self, sender: str, msgs: list[Any]) -> None:
+        """The messages of one read, in order: as batches when the node takes them so."""
+        if self._on_batch is None or len(msgs) == 1:
+            for msg in msgs:
+                self._deliver(sender, msg)
+            return
+        self._received[sender] = self._received.get(sender, 0) + len(msgs)
+        for start in range(0, len(msgs), MAX_DELIVERY_BATCH):
+            batch = msgs[start:start + MAX_DELIVERY_BATCH]
+            try:
+                self._on_batch(sender, batch)
+            except Exception:
+                log.exception("handling %d messages from %s failed", len(batch), sender)
 
     def _deliver(self, sender: str, msg: Any) -> None:
         self._received[sender] = self._received.get(sender, 0) + 1
@@ -578,7 +606,9 @@ async def attach_transport(node: Node, config: NodeConfig) -> Transport:
     """Start the inter-node listener of `node` and route its outgoing messages through it."""
     secret = load_or_create_secret(config.data_dir, config.secret_file)
     transport = Transport(node.name, config.cluster_name, secret, node.core.address_of,
-                          node.deliver, rng=random.Random(config.seed))
+                          node.deliver, rng=random.Random(config.seed),
+                          on_batch=node.deliver_batch,
+                          decode_object=node.service.decode_cache.decode)
     await transport.start(config.cluster_host, config.cluster_port)
     node.send_remote = transport.send
     return transport

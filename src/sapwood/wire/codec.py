@@ -49,8 +49,9 @@ from sapwood.core.crdt import ops
 from sapwood.core.index import IndexQuery
 from sapwood.core.ring import BKey
 
+# 3: a KVObject travels as its stored bytes (kvobject.encode), one msgpack bin.
 # 2: one msgpack document per message with tagged arrays (1 nested an ExtType per object).
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_FRAME_BYTES = 64 * 1024 * 1024  # above the 50 MB object limit, with room for its envelope
 MAX_HANDSHAKE_FRAME_BYTES = 4096
 MAX_CODE = 65_535
@@ -364,8 +365,25 @@ def encode_message(msg: Any) -> bytes:
         raise EncodeError(f"cannot encode {type(msg).__qualname__}: {exc}") from None
 
 
-def decode_message(data: bytes) -> Any:
-    """msgpack bytes -> the registered message they encode. DecodeError for anything else."""
+ObjectDecoder = Callable[[bytes], "kvobject.KVObject"]
+# The stored bytes -> KVObject function of the decode_message call under way (see its
+# decode_object argument); a module variable so the registered decoder needs no parameter.
+_object_decoder: ObjectDecoder = kvobject.decode
+
+
+def _decode_object(data: bytes) -> kvobject.KVObject:
+    return _object_decoder(data)
+
+
+def decode_message(data: bytes, decode_object: ObjectDecoder | None = None) -> Any:
+    """msgpack bytes -> the registered message they encode. DecodeError for anything else.
+
+    `decode_object` turns the stored bytes of a KVObject inside into the object: a node passes
+    its decode cache, since the replicas of a key hold the same bytes its own replica has
+    decoded already. Default: kvobject.decode.
+    """
+    global _object_decoder
+    _object_decoder = decode_object or kvobject.decode
     try:
         # Peers are authenticated and Any-typed fields may carry non-string map keys.
         msg = _decode_any(msgpack.unpackb(data, ext_hook=_refuse_extension, raw=False,
@@ -374,6 +392,8 @@ def decode_message(data: bytes) -> Any:
         raise
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         raise DecodeError(f"malformed message ({type(exc).__name__}: {exc})") from None
+    finally:
+        _object_decoder = kvobject.decode
     if type(msg) not in _BY_CLASS:
         raise DecodeError(f"a frame holds a {type(msg).__qualname__}, not a message")
     return msg
@@ -540,8 +560,10 @@ SECRET_HINT = ("every node of a cluster needs the same secret: copy cluster.secr
 
 
 def _register_core() -> None:
-    # The object travels as kvobject.to_wire gives it (as stored), which is all plain data.
-    register(kvobject.KVObject, 1, to_wire=kvobject.to_wire, from_wire=kvobject.from_wire,
+    # The object travels as the bytes it is stored as: a coordinator sends what it has just
+    # stored (encoded once, not again for the wire), and a replica stores the bytes it received
+    # (kvobject.decode keeps them on the object) instead of encoding the object again.
+    register(kvobject.KVObject, 1, to_wire=kvobject.encode, from_wire=_decode_object,
              plain=True)
     register(kvobject.Metadata, 2)
     register(Dot, 3)
