@@ -8,6 +8,7 @@ several siblings on disk for a while; every read and every update joins them int
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from sapwood.core.causal import Dot
@@ -48,7 +49,9 @@ class StateCache:
 
     def __init__(self, limit: int = STATE_CACHE_ENTRIES) -> None:
         self.limit = limit
-        self._states: dict[CacheKey, Datatype] = {}
+        # take/put churn leaves a plain dict's front full of deleted slots, which makes finding
+        # its oldest entry slow; an OrderedDict evicts in constant time.
+        self._states: OrderedDict[CacheKey, Datatype] = OrderedDict()
 
     def take(self, key: CacheKey, encoded: bytes) -> Datatype:
         state = self._states.pop(key, None)
@@ -56,7 +59,7 @@ class StateCache:
 
     def put(self, key: CacheKey, state: Datatype) -> None:
         if len(self._states) >= self.limit:
-            del self._states[next(iter(self._states))]
+            self._states.popitem(last=False)
         self._states[key] = state
 
 
