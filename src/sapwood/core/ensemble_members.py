@@ -33,6 +33,7 @@ class Call:
     change: str = ""  # RECONFIG: the member added or removed
     removing: bool = False
     started_ms: int = 0
+    write: bool = False  # REMOTE: the command may change the register (not a read)
 
 
 @dataclass(slots=True)
@@ -44,6 +45,7 @@ class Hosted:
     storage: MemberStorage
     generation: int
     committed: tuple[str, ...]
+    heard_ms: int = 0  # when a message of its group last reached it (or it was created)
     replica: RaftReplica = field(init=False)
 
     def observe(self, _member: str, item: Entry | Snapshot) -> None:

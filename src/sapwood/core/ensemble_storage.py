@@ -7,6 +7,13 @@ at 1024), keyed by group and member:
     raft\\0<group>\\0<member>\\0h              hard state: term, vote
     raft\\0<group>\\0<member>\\0s              the latest snapshot
     raft\\0<group>\\0<member>\\0e<index:8>     one log entry
+    kept\\0<group>\\0<member>                the hard state of a member no longer hosted
+
+A member that is dropped (removed from its group, or holding no log) leaves its hard state behind
+under `kept`: a member created again under the same id starts from that term and vote, so it
+can never vote twice in one term (see `ensembles`). A restart takes the later of a member's own
+hard state and its kept one. Kept records are as many as the member ids a node ever hosted, so
+they are bounded like the members themselves (ring partitions x n_vals in use).
 
 A partition rather than the metadata namespace because the log must shrink: entries are deleted
 on truncation and after a snapshot, and the backend deletes only partition keys. `Persist`
@@ -45,6 +52,7 @@ from sapwood.core.consensus.messages import EntryCommand
 # backends' 2-byte partition prefix.
 CONSENSUS_PARTITION = 0xFFFE
 KEY_ROOT = b"raft"
+KEPT_ROOT = b"kept"
 SEP = b"\x00"
 FOUNDING = b"f"
 HARD_STATE = b"h"
@@ -62,6 +70,10 @@ def member_prefix(group: str, member: str) -> bytes:
         if "\x00" in name:
             raise ValueError(f"consistent group or member name {name!r} contains NUL")
     return KEY_ROOT + SEP + group.encode() + SEP + member.encode() + SEP
+
+
+def kept_key(group: str, member: str) -> bytes:
+    return KEPT_ROOT + member_prefix(group, member)[len(KEY_ROOT):-1]
 
 
 def _pack(value: Any) -> bytes:
@@ -143,12 +155,13 @@ class MemberStorage:
     needs no scan.
     """
 
-    __slots__ = ("_backend", "_prefix", "high", "low", "wrote")
+    __slots__ = ("_backend", "_kept_key", "_prefix", "high", "low", "wrote")
 
     def __init__(self, backend: Backend, group: str, member: str, low: int = 1,
                  high: int = 0, wrote: bool = False) -> None:
         self._backend = backend
         self._prefix = member_prefix(group, member)
+        self._kept_key = kept_key(group, member)
         self.low = low
         self.high = high
         # Whether anything Raft asked for was ever written (a member that wrote nothing never
@@ -197,6 +210,20 @@ class MemberStorage:
             self.low = index + 1
             self.high = max(self.high, index)
 
+    @property
+    def holds_log(self) -> bool:
+        """Whether the member stores log entries or a snapshot. One that does not holds no
+        committed entry (those are never truncated, only compacted into a snapshot), so no
+        commit ever counted on what it stores: only its hard state (its vote) still matters."""
+        return self.high > 0
+
+    def retire(self, hard: HardState) -> None:
+        """Forget the member but keep its hard state, for a member created again later."""
+        if hard.term > 0 or hard.voted_for is not None:
+            self._backend.put(CONSENSUS_PARTITION, self._kept_key,
+                              _pack([hard.term, hard.voted_for]))
+        self.destroy()
+
     def destroy(self) -> None:
         """Forget the member entirely (it was removed from its group)."""
         keys = list(self._backend.fold_keys(CONSENSUS_PARTITION, self._prefix,
@@ -217,10 +244,35 @@ class StoredMember:
     storage: MemberStorage
 
 
+def later_hard_state(a: HardState, b: HardState) -> HardState:
+    """The later of two hard states of one member: the higher term; in one term, the one that
+    voted (a member votes at most once per term, so two votes in one term are the same)."""
+    if a.term != b.term:
+        return a if a.term > b.term else b
+    return a if a.voted_for is not None else b
+
+
+def load_kept(backend: Backend) -> dict[tuple[str, str], HardState]:
+    """The kept hard states of members no longer hosted, by (group, member)."""
+    kept: dict[tuple[str, str], HardState] = {}
+    start = KEPT_ROOT + SEP
+    for key in backend.fold_keys(CONSENSUS_PARTITION, start, KEPT_ROOT + b"\x01"):
+        parts = key.split(SEP, 2)
+        if len(parts) != 3:
+            raise StorageError(f"unexpected key {key!r} in the consensus partition")
+        value = backend.get(CONSENSUS_PARTITION, key)
+        if value is not None:
+            term, voted_for = msgpack.unpackb(value, raw=False)
+            kept[(parts[1].decode(), parts[2].decode())] = HardState(int(term), voted_for)
+    return kept
+
+
 def load_members(backend: Backend) -> list[StoredMember]:
-    """Every member with stored state, in key order (one scan of the reserved partition)."""
+    """Every member with stored state, in key order (one scan of the reserved partition), its
+    hard state the later of its own and any kept one."""
+    kept = load_kept(backend)
     found: dict[tuple[str, str], dict[bytes, Any]] = {}
-    for key, value in backend.fold_objects(CONSENSUS_PARTITION):
+    for key, value in backend.fold_objects(CONSENSUS_PARTITION, KEY_ROOT + SEP):
         parts = key.split(SEP, 3)
         if len(parts) != 4 or parts[0] != KEY_ROOT or not parts[3]:
             raise StorageError(f"unexpected key {key!r} in the consensus partition")
@@ -230,17 +282,19 @@ def load_members(backend: Backend) -> list[StoredMember]:
             record[ENTRY].append(decode_entry(value))
         else:
             record[kind] = value
-    return [_stored(backend, group, member, record) for (group, member), record in found.items()]
+    return [_stored(backend, group, member, record, kept.get((group, member), HardState()))
+            for (group, member), record in found.items()]
 
 
-def _stored(backend: Backend, group: str, member: str, record: dict[bytes, Any]
-            ) -> StoredMember:
+def _stored(backend: Backend, group: str, member: str, record: dict[bytes, Any],
+            kept: HardState) -> StoredMember:
     founding = record.get(FOUNDING)
     peers = tuple(msgpack.unpackb(founding, raw=False)) if founding is not None else ()
     hard = HardState()
     if HARD_STATE in record:
         term, voted_for = msgpack.unpackb(record[HARD_STATE], raw=False)
         hard = HardState(int(term), voted_for)
+    hard = later_hard_state(hard, kept)
     snapshot = decode_snapshot(record[SNAPSHOT]) if SNAPSHOT in record else None
     entries = _contiguous(record[ENTRY])
     low = entries[0].index if entries else (snapshot.meta.index + 1 if snapshot else 1)

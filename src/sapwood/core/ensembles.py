@@ -11,14 +11,29 @@ holding entries, and because a partition only changes owner once every group wit
 has replaced that member (the partition's handoff waits, see `holds`): the members holding a
 group's committed entries are a majority of voters that are all ring primaries, so fresh
 founders cannot outvote them. (The one gap: two nodes founding a never-used group from ring
-views that differ in two or more of its primaries, which gossip closes within seconds.)
+views that differ in two or more of its primaries, which gossip closes within seconds.) A
+founder's voters may include members that joined empty; the group's first leader writes the
+founding voter set into the log (`RaftReplica._first_command`), so that they learn they vote.
 
-Ring changes. The leader of each group compares its voters with the primaries of the planned
-ring and changes one member at a time: add a missing one (whose node is up), then remove one
-that is leaving. A removed member's node is told (and asks, until told) and then drops it.
+Dropping members. A member's node drops it (`ensemble_following`) once the group has committed
+its removal; without waiting, if it stores no log (no entry, no snapshot) and waits for a group
+the settled ring does not have, or the ring no longer wants it and no message of its group
+reached it for ORPHAN_QUIET_MS. A member without a log holds no committed entry (committed
+entries are never truncated, only compacted into a snapshot), so no commit counted on it and
+the founding argument above, about the holders of committed entries, holds without it. What it
+may have given is a vote: its hard state (term, vote) is kept under its own key when it is
+dropped (any member, for any reason), and a member created again under the same id starts from
+it, so no member ever votes twice in one term. (The liveness gap left: a leaving member with a
+log that needs the vote of a leaving member without one, cut off from it for longer than
+ORPHAN_QUIET_MS, waits for good once that one is dropped.)
+
+The ring changes themselves are followed in `ensemble_following`.
 
 Client operations go to a local member of the key's group if there is one (it knows the
-leader), else to the group's primaries; see `ensemble_ops` for retries and timeouts.
+leader), else to the group's primaries; see `ensemble_ops` for retries and timeouts. A write is
+asked again only after an answer saying it was not applied; two answers could say so wrongly,
+and answer "indeterminate" instead: a member dropped with the write open in its log, and a node
+restarted moments ago, whose call may be a duplicate of one its previous process ran.
 """
 
 from __future__ import annotations
@@ -31,22 +46,21 @@ from typing import Any
 
 from sapwood.core.backend import Backend
 from sapwood.core.consensus import (
-    AddMember,
-    ConfigApplied,
     DurableState,
     Get,
+    HardState,
+    Indeterminate,
     NotLeader,
     Persist,
     RaftConfig,
     RaftReplica,
     RaftTimer,
-    RemoveMember,
     Result,
-    Role,
     TimerKind,
     Unavailable,
 )
 from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTimer
+from sapwood.core.ensemble_following import RingFollower
 from sapwood.core.ensemble_groups import (
     ENSEMBLE_RAFT_CONFIG,
     RingView,
@@ -91,7 +105,7 @@ from sapwood.core.ensemble_ops import (
     timed_out,
     unavailable,
 )
-from sapwood.core.ensemble_storage import MemberStorage, StoredMember, load_members
+from sapwood.core.ensemble_storage import MemberStorage, StoredMember, load_kept, load_members
 from sapwood.core.ensemble_wakes import OpWakes
 from sapwood.core.errors import BadRequest, SapwoodError
 from sapwood.core.errors import Unavailable as UnavailableError
@@ -99,13 +113,18 @@ from sapwood.core.ring import Ring
 
 TICK_MS = 500  # membership changes, retirement queries, suspicion expiry
 SUSPECT_MS = 3_000  # a node that left a call unanswered is asked last for this long
-RECONFIG_TIMEOUT_MS = 10_000  # a membership change not answered by then is tried afresh
 MAX_HOSTED_MEMBERS = 16_384  # members one node hosts (ring partitions x n_vals in use)
 MAX_OPEN_CALLS = 20_000  # replica requests awaiting their answer on one node
 REMEMBERED_CALLS = 4_096  # calls from other nodes remembered, so a duplicate is run only once
+# After a restart, writes of other nodes are answered "indeterminate" for this long: a call may be
+# a duplicate of one the previous process ran (its memory of calls is gone), and an answer to it
+# would be taken as the outcome of the only run. Its coordinator stops listening to a call after
+# CALL_TIMEOUT_MS (on its own clock: the margin covers clock rates); after that, no call sent
+# before the restart is still waiting for an answer.
+RESTART_WRITE_GRACE_MS = CALL_TIMEOUT_MS + CALL_TIMEOUT_MS // 4
 
 
-class EnsembleHost:
+class EnsembleHost(RingFollower):
     def __init__(self, node: str, backend: Backend, rng: random.Random, ring: RingView,
                  is_up: Callable[[str], bool], config: RaftConfig = ENSEMBLE_RAFT_CONFIG,
                  incarnation: int = 0) -> None:
@@ -133,6 +152,8 @@ class EnsembleHost:
         # can tell a duplicated call from a new one.
         self._call_ids = itertools.count((incarnation << 32) + 1)
         self._seen_calls = RecentKeys(REMEMBERED_CALLS)
+        self._restarted = incarnation > 1
+        self._writes_trusted_from_ms = 0  # see RESTART_WRITE_GRACE_MS
         self._generations = itertools.count(1)
         self._queue: deque[tuple[Hosted, list[Any]]] = deque()
         self._wakes = OpWakes()
@@ -146,6 +167,8 @@ class EnsembleHost:
         # Whether the ring is known to be current (not one read from disk at a restart): only
         # then may new members be created, since a founder takes its voters from the ring.
         self.ring_confirmed = False
+        # Hard states of members dropped earlier (ensemble_following), by (group, member).
+        self._kept: dict[tuple[str, str], HardState] = load_kept(backend)
         for stored in load_members(backend):
             self._restore(stored)
 
@@ -162,6 +185,8 @@ class EnsembleHost:
         if self._started:
             return
         self._started = True
+        if self._restarted:
+            self._writes_trusted_from_ms = self.now_ms + RESTART_WRITE_GRACE_MS
         for hosted in list(self.hosted.values()):
             self._queue.append((hosted, hosted.replica.start(self.now_ms)))
         if self.hosted:
@@ -298,6 +323,7 @@ class EnsembleHost:
     def _deliver(self, group: str, sender: str, to: str, msg: Any) -> None:
         hosted = self._ensure(group, to)
         if hosted is not None:
+            hosted.heard_ms = self.now_ms
             self._queue.append((hosted, hosted.replica.on_message(sender, msg, self.now_ms)))
 
     def _persisted(self, msg: EnsemblePersisted) -> None:
@@ -320,7 +346,7 @@ class EnsembleHost:
 
     def _host(self, group: str, member: str, peers: tuple[str, ...], durable: DurableState,
               storage: MemberStorage, committed: tuple[str, ...]) -> Hosted:
-        hosted = Hosted(group, member, storage, next(self._generations), committed)
+        hosted = Hosted(group, member, storage, next(self._generations), committed, self.now_ms)
         hosted.replica = RaftReplica(group, member, peers, random.Random(self.rng.getrandbits(64)),
                                      self.config, durable, hosted.observe)
         self.hosted[(group, member)] = hosted
@@ -345,29 +371,11 @@ class EnsembleHost:
         peers = future if self.ring.settled else ()
         storage = MemberStorage(self.backend, group, member)
         storage.found(peers)
-        hosted = self._host(group, member, peers, DurableState(), storage, peers)
+        durable = DurableState(self._kept.get((group, member), HardState()))
+        hosted = self._host(group, member, peers, durable, storage, peers)
         self._queue.append((hosted, hosted.replica.start(self.now_ms)))
         self._arm_tick()
         return hosted
-
-    def _retire(self, hosted: Hosted) -> None:
-        """The group no longer counts on this member: drop it and its state."""
-        key = (hosted.group, hosted.member)
-        if self.hosted.get(key) is not hosted:
-            return
-        del self.hosted[key]
-        siblings = self._by_group[hosted.group]
-        siblings.remove(hosted)
-        if not siblings:
-            del self._by_group[hosted.group]
-        hosted.storage.destroy()
-        self.counters.absorb(hosted.replica.stats)
-        self.counters.members_retired += 1
-        for kind in TimerKind:
-            self._out.append(CancelTimer(replica_timer(hosted.group, hosted.member, kind)))
-        for call_id, call in list(self.calls.items()):
-            if call.group == hosted.group and call.member == hosted.member:
-                self._answered(call_id, NotLeader(None))
 
     # --- client operations --------------------------------------------------------------------
 
@@ -551,6 +559,13 @@ class EnsembleHost:
     def _on_call(self, msg: EnsembleCall) -> None:
         if self._seen_calls.seen_before((msg.origin, msg.call_id)):
             return  # a duplicate: an unconditional delete must not run twice
+        if not isinstance(msg.command, Get) and self.now_ms < self._writes_trusted_from_ms:
+            # Maybe a duplicate the previous process ran: not run again, and no answer that
+            # could be taken for a refusal (a retry would then fail on its own write).
+            answer = Indeterminate(f"{self.node} restarted moments ago; the write may have been "
+                                   "applied by its previous run")
+            self._out.append(Send(msg.origin, EnsembleAnswer(msg.call_id, answer)))
+            return
         hosted = self._ensure(msg.group, msg.member)
         if hosted is None or len(self.calls) >= MAX_OPEN_CALLS:
             refusal: Result = NotLeader(self.leaders.get(msg.group)) if hosted is None else \
@@ -560,103 +575,6 @@ class EnsembleHost:
             return
         call_id = next(self._call_ids)
         self.calls[call_id] = Call(CallKind.REMOTE, msg.group, msg.member, origin=msg.origin,
-                                   origin_call=msg.call_id, started_ms=self.now_ms)
+                                   origin_call=msg.call_id, started_ms=self.now_ms,
+                                   write=not isinstance(msg.command, Get))
         self._call_replica(hosted, call_id, msg.command)
-
-    # --- membership following the ring ---------------------------------------------------------
-
-    def _tick(self) -> None:
-        self._ticking = False
-        now = self.now_ms
-        self.suspects = {n: t for n, t in self.suspects.items() if t > now}
-        for call_id, call in list(self.calls.items()):
-            if call.kind is CallKind.RECONFIG and now - call.started_ms > RECONFIG_TIMEOUT_MS:
-                self.calls.pop(call_id)
-                self.reconfiguring.pop(call.group, None)
-        for hosted in list(self.hosted.values()):
-            if not self.ring_confirmed:
-                break  # an old ring must not steer the groups (see ring_confirmed)
-            if hosted.replica.role is Role.LEADER:
-                self._reconfigure(hosted)
-            if hosted.member not in members_under(hosted.group, self.ring.future):
-                self._leaving(hosted)
-            elif self._stranded(hosted):
-                self._retire(hosted)  # founded afresh from the ring at its next use
-        if self.hosted:
-            self._arm_tick()
-
-    def _stranded(self, hosted: Hosted) -> bool:
-        """A member that wrote nothing and whose voters are not the settled ring's primaries (it
-        joined empty, or was founded from an older ring) may wait forever for a group that never
-        formed. Dropping it is harmless, and refounding it is safe as founding is (module doc)."""
-        return (not hosted.storage.wrote and self.ring.settled
-                and set(hosted.replica.members) != set(members_under(hosted.group,
-                                                                     self.ring.owners)))
-
-    def _reconfigure(self, hosted: Hosted) -> None:
-        """Move the group one member closer to the planned ring's primaries."""
-        group, replica = hosted.group, hosted.replica
-        if group in self.reconfiguring or not hosted.config_committed:
-            return
-        current = replica.members
-        target = members_under(group, self.ring.future)
-        missing = [m for m in target if m not in current and self._reachable(m)]
-        # The leader removes itself last, so the group keeps its leader while it can.
-        extra = sorted((m for m in current if m not in target), key=lambda m: m == hosted.member)
-        full = len(current) >= self.config.max_members
-        if extra and (len(current) > len(target) or not missing or full):
-            change: AddMember | RemoveMember = RemoveMember(extra[0])
-        elif missing:
-            change = AddMember(missing[0])
-        else:
-            return
-        call_id = next(self._call_ids)
-        self.calls[call_id] = Call(CallKind.RECONFIG, group, hosted.member, change=change.member,
-                                   removing=isinstance(change, RemoveMember),
-                                   started_ms=self.now_ms)
-        self.reconfiguring[group] = call_id
-        self._queue.append((hosted, replica.propose(call_id, change, self.now_ms)))
-
-    def _reconfigured(self, call: Call, result: Result) -> None:
-        self.reconfiguring.pop(call.group, None)
-        if not isinstance(result, ConfigApplied):
-            return
-        self.counters.membership_changes += 1
-        if call.removing:
-            self._tell_retired(call.group, call.change)
-
-    def _tell_retired(self, group: str, member: str) -> None:
-        node = member_node(member)
-        if node == self.node:
-            self._on_retired(EnsembleRetired(group, member))
-        else:
-            self._out.append(Send(node, EnsembleRetired(group, member)))
-
-    def _leaving(self, hosted: Hosted) -> None:
-        """A member the planned ring no longer has: drop it if it never wrote anything, else
-        ask the group whether its removal has committed."""
-        if not hosted.storage.wrote:
-            self._retire(hosted)
-            return
-        query = EnsembleRetireQuery(hosted.group, hosted.member)
-        asked = {member_node(m) for m in hosted.replica.members}
-        asked |= {member_node(m) for m in members_under(hosted.group, self.ring.future)}
-        for node in sorted(asked):
-            if node == self.node:
-                self._on_retire_query(self.node, query)
-            else:
-                self._out.append(Send(node, query))
-
-    def _on_retire_query(self, sender: str, msg: EnsembleRetireQuery) -> None:
-        for (group, _), hosted in list(self.hosted.items()):
-            if group != msg.group or hosted.replica.role is not Role.LEADER:
-                continue
-            gone = msg.member not in hosted.replica.members and hosted.config_committed
-            if gone and msg.member not in members_under(group, self.ring.future):
-                self._tell_retired(group, msg.member)
-            return
-
-    def _on_retired(self, msg: EnsembleRetired) -> None:
-        hosted = self.hosted.get((msg.group, msg.member))
-        if hosted is not None and msg.member not in members_under(msg.group, self.ring.future):
-            self._retire(hosted)

@@ -40,6 +40,7 @@ from sapwood.core.consensus.messages import (
     InstallSnapshot,
     NoOp,
     RaftMessage,
+    Reconfigure,
     SnapshotResponse,
     VoteRequest,
     VoteResponse,
@@ -286,10 +287,17 @@ class RaftReplica:
         due = self._election_base + self._election_timeout
         if now_ms < due:
             self._arm(TimerKind.ELECTION, due)
-        elif not self.is_voter:
+        elif not self._may_campaign():
             self._reset_election_timer(now_ms)
         else:
             self._start_pre_vote(now_ms)
+
+    def _may_campaign(self) -> bool:
+        """A voter may; so may a member removed by a change not known to be committed: it may be
+        its only holder (a leader that removed itself, then restarted). It steps down on commit."""
+        membership, change = self._store.membership, self._store.membership.latest_change_index
+        return self.is_voter or (change > self._store.commit
+                                 and self.self_id in membership.at(change - 1))
 
     # --- Terms and elections --------------------------------------------------------------------
 
@@ -414,10 +422,16 @@ class RaftReplica:
         self._feed.sync_members(self.members, self.log.last_index)
         # Committing an entry of our own term is how we learn the commit index (and may serve
         # reads): until then ReadIndex waits.
-        self._append_local((Entry(self._term, self.log.last_index + 1, NoOp()),))
+        self._append_local((Entry(self._term, self.log.last_index + 1, self._first_command()),))
         self._arm(TimerKind.CHECK_QUORUM, now_ms + self.config.election_timeout_min_ms)
         self._heartbeat_tick(now_ms)
         self._maybe_commit(now_ms)
+
+    def _first_command(self) -> EntryCommand:
+        """The founding voter set (in no entry or snapshot yet) goes into the log, so that members
+        that joined empty learn they vote."""
+        founding = self._store.membership.latest_change_index == 0 == self.log.snapshot_index
+        return Reconfigure(self.members) if founding else NoOp()
 
     def _become_follower(self, term: int, leader: str | None, now_ms: int) -> None:
         if term > self._term:
