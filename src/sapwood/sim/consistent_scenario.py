@@ -159,10 +159,7 @@ class ConsistentWorkload:
             self._read(call)
 
     def _pick_node(self) -> str:
-        live = [n for n in self.targets if self.world.is_running(n)]
-        if live and self.rng.random() < self.config.live_target_bias:
-            return self.rng.choice(live)
-        return self.rng.choice(self.targets)
+        return self.world.pick_target(self.targets, self.rng, self.config.live_target_bias)
 
     def _request(self, call: Call, request: Any, then: Callable[[Any], None]) -> None:
         call.phase += 1

@@ -184,10 +184,7 @@ class DatatypeWorkload:
         return MapOp(updates=tuple(updates))
 
     def _pick_node(self) -> str:
-        live = [n for n in self.targets if self.world.is_running(n)]
-        if live and self.rng.random() < self.config.live_target_bias:
-            return self.rng.choice(live)
-        return self.rng.choice(self.targets)
+        return self.world.pick_target(self.targets, self.rng, self.config.live_target_bias)
 
     def _request(self, op: DtOp, request: Any, then: Callable[[Any], None]) -> None:
         op.phase += 1

@@ -231,11 +231,7 @@ class Workload:
             self._request(op, query, lambda result: self._after_list(op, result))
 
     def _pick_node(self) -> str:
-        nodes = self.world.nodes
-        live = [n for n in self.targets if nodes[n].core is not None and not nodes[n].paused]
-        if live and self.rng.random() < self.config.live_target_bias:
-            return self.rng.choice(live)
-        return self.rng.choice(self.targets)
+        return self.world.pick_target(self.targets, self.rng, self.config.live_target_bias)
 
     def _request(self, op: OpRecord, request: Any, then: Callable[[Any], None]) -> None:
         op.phase += 1

@@ -265,6 +265,15 @@ class World:
         node = self.nodes[name]
         return node.core is not None and not node.paused
 
+    def pick_target(self, targets: Sequence[str], rng: random.Random, live_bias: float) -> str:
+        """The node a simulated client sends to: one it believes is up with chance `live_bias`
+        (clients learn of crashes only by their requests failing), else any of `targets`."""
+        nodes = self.nodes
+        live = [n for n in targets if nodes[n].core is not None and not nodes[n].paused]
+        if live and rng.random() < live_bias:
+            return rng.choice(live)
+        return rng.choice(targets)
+
     def sync_all(self) -> None:
         """Make every running node's writes durable (the set-up phase is long past)."""
         for node in self.nodes.values():
