@@ -19,17 +19,19 @@ from sapwood.core.failure import Ping
 from sapwood.core.handoff import HandoffBatch
 from sapwood.core.kvobject import KVObject, Metadata, Sibling
 from sapwood.core.messages import FetchReply
+from sapwood.node import pacing
 from sapwood.node import transport as tmod
+from sapwood.node.pacing import Backoff
 from sapwood.node.secret import SECRET_FILE_NAME, SecretError, load_or_create_secret
 from sapwood.node.transport import (
-    Backoff,
     HandshakeRefused,
     PeerUnreachable,
     Transport,
     attach_transport,
 )
 from sapwood.wire import codec
-from sapwood.wire.codec import FRAME_HEADER, Refusal
+from sapwood.wire.codec import FRAME_HEADER
+from sapwood.wire.handshake import Hello, Refusal
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 HANG_GUARD_S = 20.0  # only stops a broken test from hanging; no test relies on it
@@ -218,9 +220,9 @@ def test_a_wrong_cluster_name_is_refused() -> None:
 
 
 class FutureTransport(Transport):
-    def _hello(self) -> codec.Hello:
+    def _hello(self) -> Hello:
         hello = super()._hello()
-        return codec.Hello(hello.version + 1, hello.cluster, hello.node, hello.nonce)
+        return Hello(hello.version + 1, hello.cluster, hello.node, hello.nonce)
 
 
 def test_another_protocol_version_is_refused() -> None:
@@ -289,10 +291,10 @@ def test_messages_sent_after_a_peer_restarts_arrive() -> None:
 def test_backoff_grows_to_its_cap_with_jitter() -> None:
     backoff = Backoff(random.Random(3))
     delays = [backoff.next_delay() for _ in range(12)]
-    assert tmod.BACKOFF_MIN_S / 2 <= delays[0] <= tmod.BACKOFF_MIN_S
-    assert all(tmod.BACKOFF_MAX_S / 2 <= d <= tmod.BACKOFF_MAX_S for d in delays[-4:])
+    assert pacing.BACKOFF_MIN_S / 2 <= delays[0] <= pacing.BACKOFF_MIN_S
+    assert all(pacing.BACKOFF_MAX_S / 2 <= d <= pacing.BACKOFF_MAX_S for d in delays[-4:])
     backoff.reset()
-    assert backoff.next_delay() <= tmod.BACKOFF_MIN_S
+    assert backoff.next_delay() <= pacing.BACKOFF_MIN_S
 
 
 # --- bounded queues and frame limits ----------------------------------------------------------

@@ -21,18 +21,16 @@ from sapwood.core.crdt import ops
 from sapwood.core.index import IndexQuery
 from sapwood.core.kvobject import KVObject, Metadata, Sibling
 from sapwood.core.ring import BKey
-from sapwood.wire import codec
+from sapwood.wire import codec, handshake
 from sapwood.wire.codec import (
     DecodeError,
     EncodeError,
     FrameDecoder,
     FrameTooLarge,
-    Hello,
-    Refusal,
-    Role,
     decode_message,
     encode_message,
 )
+from sapwood.wire.handshake import Hello, Refusal, Role
 
 # --- strategies -------------------------------------------------------------------------------
 
@@ -582,27 +580,27 @@ def _hello(node: str = "a@h", cluster_name: str = "sapwood", version: int = 1) -
 
 def test_hellos_round_trip_and_are_checked() -> None:
     hello = _hello()
-    assert codec.decode_hello(codec.encode_hello(hello)) == hello
-    assert codec.check_hello(hello, _hello("b@h")) is None
-    assert codec.check_hello(hello, _hello("b@h", version=2))[0] is Refusal.VERSION
-    refusal, detail = codec.check_hello(hello, _hello("b@h", cluster_name="other"))
+    assert handshake.decode_hello(handshake.encode_hello(hello)) == hello
+    assert handshake.check_hello(hello, _hello("b@h")) is None
+    assert handshake.check_hello(hello, _hello("b@h", version=2))[0] is Refusal.VERSION
+    refusal, detail = handshake.check_hello(hello, _hello("b@h", cluster_name="other"))
     assert refusal is Refusal.CLUSTER_NAME and "'other'" in detail and "'sapwood'" in detail
-    assert codec.check_hello(hello, _hello("a@h"))[0] is Refusal.SAME_NAME
+    assert handshake.check_hello(hello, _hello("a@h"))[0] is Refusal.SAME_NAME
     with pytest.raises(DecodeError, match="not a sapwood hello"):
-        codec.decode_hello(msgpack.packb({"GET": 1}))
+        handshake.decode_hello(msgpack.packb({"GET": 1}))
 
 
 def test_proofs_depend_on_secret_role_and_both_hellos() -> None:
     client, server = _hello("a@h"), _hello("b@h")
-    proof = codec.handshake_proof(b"s" * 32, Role.CLIENT, client, server)
-    assert codec.proof_matches(proof, codec.handshake_proof(b"s" * 32, Role.CLIENT, client, server))
-    assert proof != codec.handshake_proof(b"t" * 32, Role.CLIENT, client, server)
-    assert proof != codec.handshake_proof(b"s" * 32, Role.SERVER, client, server)
-    assert proof != codec.handshake_proof(b"s" * 32, Role.CLIENT, client, _hello("c@h"))
-    assert codec.decode_proof(codec.encode_proof(proof)) == proof
+    proof = handshake.handshake_proof(b"s" * 32, Role.CLIENT, client, server)
+    assert handshake.proof_matches(proof, handshake.handshake_proof(b"s" * 32, Role.CLIENT, client, server))
+    assert proof != handshake.handshake_proof(b"t" * 32, Role.CLIENT, client, server)
+    assert proof != handshake.handshake_proof(b"s" * 32, Role.SERVER, client, server)
+    assert proof != handshake.handshake_proof(b"s" * 32, Role.CLIENT, client, _hello("c@h"))
+    assert handshake.decode_proof(handshake.encode_proof(proof)) == proof
 
 
 def test_verdicts_round_trip() -> None:
-    assert codec.decode_verdict(codec.encode_verdict(None)) == (None, "")
-    refused = codec.encode_verdict(Refusal.SECRET, "a@h does not share the secret")
-    assert codec.decode_verdict(refused) == (Refusal.SECRET, "a@h does not share the secret")
+    assert handshake.decode_verdict(handshake.encode_verdict(None)) == (None, "")
+    refused = handshake.encode_verdict(Refusal.SECRET, "a@h does not share the secret")
+    assert handshake.decode_verdict(refused) == (Refusal.SECRET, "a@h does not share the secret")

@@ -26,7 +26,6 @@ import logging
 import random
 import secrets
 import socket
-import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
@@ -34,30 +33,33 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from sapwood.node.pacing import Backoff, LogThrottle, skipped_suffix
 from sapwood.node.secret import load_or_create_secret
 from sapwood.wire.codec import (
     FRAME_HEADER,
     MAX_FRAME_BYTES,
     MAX_HANDSHAKE_FRAME_BYTES,
     PROTOCOL_VERSION,
-    SECRET_HINT,
     CodecError,
     FrameDecoder,
     FrameTooLarge,
-    Hello,
     ObjectDecoder,
+    decode_message,
+    encode_frame,
+    frame_message,
+)
+from sapwood.wire.handshake import (
+    SECRET_HINT,
+    Hello,
     Refusal,
     Role,
     check_hello,
     decode_hello,
-    decode_message,
     decode_proof,
     decode_verdict,
-    encode_frame,
     encode_hello,
     encode_proof,
     encode_verdict,
-    frame_message,
     handshake_proof,
     proof_matches,
 )
@@ -78,10 +80,6 @@ READ_CHUNK_BYTES = 256 * 1024
 MAX_DELIVERY_BATCH = 512
 CONNECT_TIMEOUT_S = 5.0
 HANDSHAKE_TIMEOUT_S = 5.0
-BACKOFF_MIN_S = 0.1
-BACKOFF_MAX_S = 5.0
-LOG_INTERVAL_S = 10.0  # at most one line per peer and kind of trouble in this interval
-MAX_THROTTLE_KEYS = 1024
 NONCE_BYTES = 16
 
 
@@ -107,49 +105,6 @@ class PeerState(Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     BACKOFF = "backoff"  # the last attempt failed; waiting before the next one
-
-
-class Backoff:
-    """Exponential delays from BACKOFF_MIN_S to BACKOFF_MAX_S, each jittered into [d/2, d)."""
-
-    def __init__(self, rng: random.Random, low_s: float = BACKOFF_MIN_S,
-                 high_s: float = BACKOFF_MAX_S) -> None:
-        self.rng = rng
-        self.low_s = low_s
-        self.high_s = high_s
-        self.delay_s = low_s
-
-    def next_delay(self) -> float:
-        delay = self.delay_s
-        self.delay_s = min(self.high_s, delay * 2)
-        return delay * (0.5 + 0.5 * self.rng.random())
-
-    def reset(self) -> None:
-        self.delay_s = self.low_s
-
-
-class _Throttle:
-    """Rate-limits repeated log lines: `allow(key)` says whether to log, and how many were skipped."""
-
-    def __init__(self, interval_s: float = LOG_INTERVAL_S) -> None:
-        self.interval_s = interval_s
-        self._last: dict[Any, float] = {}
-        self._skipped: dict[Any, int] = {}
-
-    def allow(self, key: Any) -> int | None:
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last < self.interval_s:
-            self._skipped[key] = self._skipped.get(key, 0) + 1
-            return None
-        if len(self._last) >= MAX_THROTTLE_KEYS:
-            self._last.clear()
-        self._last[key] = now
-        return self._skipped.pop(key, 0)
-
-
-def _suffix(skipped: int) -> str:
-    return f" ({skipped} similar skipped)" if skipped else ""
 
 
 @dataclass(slots=True)
@@ -224,7 +179,7 @@ class Transport:
         self._inbound: dict[str, asyncio.StreamWriter] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
         self._server: asyncio.Server | None = None
-        self._throttle = _Throttle()
+        self._throttle = LogThrottle()
         self._closed = False
         self.host = ""
         self.port = 0
@@ -279,7 +234,7 @@ class Transport:
             skipped = self._throttle.allow(("unsendable", type(msg)))
             if skipped is not None:
                 log.error("cannot send %s to %s: %s%s", type(msg).__name__, to, exc,
-                          _suffix(skipped))
+                          skipped_suffix(skipped))
             return
         if not peer.admits(len(frame)):
             peer.dropped += 1
@@ -295,7 +250,7 @@ class Transport:
             "send queue to %s is full (%d messages, %d bytes; limits %d messages, %d bytes): "
             "dropping %s; the peer is %s%s%s", peer.name, len(peer.queue), peer.queued_bytes,
             MAX_QUEUED_MESSAGES, MAX_QUEUED_BYTES, type(msg).__name__, peer.state.value,
-            f" ({peer.last_error})" if peer.last_error else "", _suffix(skipped))
+            f" ({peer.last_error})" if peer.last_error else "", skipped_suffix(skipped))
 
     def _add_peer(self, name: str) -> _Peer:
         peer = _Peer(name)
@@ -326,7 +281,7 @@ class Transport:
         kind = exc.reason if isinstance(exc, HandshakeRefused) else "unreachable"
         skipped = self._throttle.allow((name, kind))
         if skipped is not None:
-            log.warning("cannot connect to %s: %s%s", name, exc, _suffix(skipped))
+            log.warning("cannot connect to %s: %s%s", name, exc, skipped_suffix(skipped))
 
     async def _dial(self, name: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         addr = self._address_of(name)
@@ -493,7 +448,7 @@ class Transport:
     def _warn_refused(self, where: str, exc: HandshakeRefused) -> None:
         skipped = self._throttle.allow(("refused", where.rsplit(":", 1)[0], exc.reason))
         if skipped is not None:
-            log.warning("refused a connection from %s: %s%s", where, exc, _suffix(skipped))
+            log.warning("refused a connection from %s: %s%s", where, exc, skipped_suffix(skipped))
 
     async def _read_messages(self, name: str, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
