@@ -35,13 +35,13 @@ from sapwood.core.requests import DeleteRequest, GetRequest, GetResult, PutReque
 from sapwood.core.ring import BKey
 from sapwood.sim import linearizability
 from sapwood.sim.checkers import Verdict, _details
+from sapwood.sim.clients import ClientConfig, ClientLoop, WeightedMix, describe_error
 from sapwood.sim.history import HistoryRecorder, OpKind, Outcome
 from sapwood.sim.scenario import N_VAL, JudgeContext, ScenarioConfig, ScenarioSpec
 from sapwood.sim.world import NotRunning, World
 
 CONSISTENT_TYPE = "sim_consistent"
 BUCKET = "c"
-TIMEOUT_TICK_MS = 100
 LIVENESS_BOUND_MS = 30_000  # from the heal, every key serves a read and a write within this
 PROBE_RETRY_MS = 200
 PROBE_TIMEOUT_MS = 5_000
@@ -61,30 +61,30 @@ class CallKind(StrEnum):
 
 
 @dataclass(frozen=True)
-class ConsistentConfig:
-    ops: int = 5000
-    clients: int = 10
+class ConsistentConfig(ClientConfig):
     keys: int = 6
     mix: tuple[tuple[CallKind, int], ...] = (
         (CallKind.READ, 30), (CallKind.CREATE, 10), (CallKind.CAS, 45),
         (CallKind.CAS_DELETE, 8), (CallKind.DELETE, 7),
     )
-    request_timeout_ms: int = 3_000  # the coordinator's own deadline
-    client_timeout_ms: int = 5_000  # the client gives up (info for a write) after this
+    # A consensus round takes longer than a quorum write: longer deadlines and pauses.
+    request_timeout_ms: int = 3_000
+    client_timeout_ms: int = 5_000
     think_ms: tuple[int, int] = (0, 5)
-    backoff_ms: tuple[int, int] = (50, 250)  # after an operation that did not succeed
-    live_target_bias: float = 0.9  # how often a client picks a node it believes is up
+    backoff_ms: tuple[int, int] = (50, 250)
 
 
 @dataclass(slots=True)
 class Call:
     """One client operation in flight: its current request and, once sent, its history op."""
 
+    op_id: int  # the call's number, in the order calls begin (not its history op)
     client: int
     kind: CallKind
     key: BKey
     value: str  # unique to this operation
     phase: int = 0  # bumped per request, so a late answer to an abandoned request is ignored
+    req_id: int = 0  # the world's id of the latest request
     history_id: int | None = None  # the recorded op of the current request
     writing: bool = False  # the current request is a write (its fate may be unknown)
     deadline_ms: int = 0
@@ -104,53 +104,28 @@ class Tally:
         row[outcome.value] += 1
 
 
-class ConsistentWorkload:
+class ConsistentWorkload(ClientLoop[Call, ConsistentConfig]):
     """Clients issuing `config.ops` operations on consistent keys through `targets`."""
 
     def __init__(self, world: World, config: ConsistentConfig, rng: random.Random,
                  targets: list[str]) -> None:
-        self.world = world
-        self.config = config
-        self.rng = rng
-        self.targets = targets
+        super().__init__(world, config, rng, targets)
         self.recorder = HistoryRecorder()
         self.tally = Tally()
         self.keys = [BKey(CONSISTENT_TYPE, BUCKET, f"r{i}") for i in range(config.keys)]
-        kinds, weights = zip(*config.mix, strict=True)
-        self._kinds: list[CallKind] = list(kinds)
-        self._weights: list[int] = list(weights)
-        self.issued = 0
-        self.starting = 0
-        self.in_flight: list[Call] = []
-        self.started = False
+        self._mix = WeightedMix(config.mix)
+        self._begun = 0
         self.finished_at: int | None = None
         self.on_finished: Callable[[], None] | None = None
 
-    @property
-    def finished(self) -> bool:
-        return (self.started and self.issued >= self.config.ops and not self.in_flight
-                and not self.starting)
+    # --- the client loop's operations ---------------------------------------------------------
 
-    def start(self) -> None:
-        self.started = True
-        for client in range(self.config.clients):
-            self._next(client, self.config.think_ms)
-        self.world.schedule(TIMEOUT_TICK_MS, self._expire)
-
-    # --- the client loop ----------------------------------------------------------------------
-
-    def _next(self, client: int, delay_range: tuple[int, int]) -> None:
-        if self.issued >= self.config.ops:
-            return
-        self.issued += 1
-        self.starting += 1
-        self.world.schedule(self.rng.randint(*delay_range), lambda: self._begin(client))
-
-    def _begin(self, client: int) -> None:
-        self.starting -= 1
-        kind = self.rng.choices(self._kinds, weights=self._weights)[0]
-        call = Call(client, kind, self.rng.choice(self.keys), f"v{self.issued}c{client}")
-        self.in_flight.append(call)
+    def _start_op(self, client: int) -> None:
+        kind = self._mix.draw(self.rng)
+        call = Call(self._begun, client, kind, self.rng.choice(self.keys),
+                    f"v{self.issued}c{client}")
+        self._begun += 1
+        self._admit(call)
         if kind is CallKind.CREATE:
             self._write(call, expected=None, context={})
         elif kind is CallKind.DELETE:
@@ -158,20 +133,30 @@ class ConsistentWorkload:
         else:
             self._read(call)
 
-    def _pick_node(self) -> str:
-        return self.world.pick_target(self.targets, self.rng, self.config.live_target_bias)
+    def _is_completed(self, call: Call) -> bool:
+        return call.done
 
-    def _request(self, call: Call, request: Any, then: Callable[[Any], None]) -> None:
-        call.phase += 1
-        phase = call.phase
-        call.node = self._pick_node()
-        call.deadline_ms = self.world.now + self.config.client_timeout_ms
+    def _is_writing(self, call: Call) -> bool:
+        return call.writing
 
-        def answer(result: Any) -> None:
-            if not call.done and call.phase == phase:
-                then(result)
+    def _complete(self, call: Call, outcome: Outcome, detail: str) -> None:
+        call.done = True
+        self.tally.add(call.kind.value, outcome)
+        self.world.record("cop", call.kind.value, call.key.key, outcome.value)
 
-        self.world.submit(call.node, request, answer)
+    def _abandon(self, call: Call, outcome: Outcome) -> None:
+        assert call.history_id is not None
+        if outcome is Outcome.INFO:
+            self.recorder.info(call.history_id)
+        else:
+            self.recorder.fail(call.history_id, self.world.now)
+
+    def _on_finished(self) -> None:
+        self.finished_at = self.world.now
+        if self.on_finished is not None:
+            self.on_finished()
+
+    # --- reads and writes ---------------------------------------------------------------------
 
     def _read(self, call: Call) -> None:
         call.writing = False
@@ -239,35 +224,8 @@ class ConsistentWorkload:
     def _note_unexpected(self, call: Call, error: Exception) -> None:
         expected = (NotRunning, ConnectionError, UnavailableError, PreconditionFailed, NotFound)
         if not isinstance(error, expected):
-            self.tally.unexpected.append(f"{call.kind} of {call.key.key} via {call.node}: "
-                                         f"{type(error).__name__}: {error}")
-
-    def _finish(self, call: Call, outcome: Outcome) -> None:
-        call.done = True
-        self.in_flight.remove(call)
-        self.tally.add(call.kind.value, outcome)
-        self.world.record("cop", call.kind.value, call.key.key, outcome.value)
-        pause = self.config.think_ms if outcome is Outcome.OK else self.config.backoff_ms
-        self._next(call.client, pause)
-        if self.finished:
-            self.finished_at = self.world.now
-            if self.on_finished is not None:
-                self.on_finished()
-            self.world.halt()
-
-    def _expire(self) -> None:
-        """The client-side timeout: an abandoned read did nothing, an abandoned write is unknown."""
-        now = self.world.now
-        for call in [c for c in self.in_flight if c.deadline_ms <= now]:
-            assert call.history_id is not None
-            if call.writing:
-                self.recorder.info(call.history_id)
-                self._finish(call, Outcome.INFO)
-            else:
-                self.recorder.fail(call.history_id, now)
-                self._finish(call, Outcome.FAIL)
-        if not self.finished:
-            self.world.schedule(TIMEOUT_TICK_MS, self._expire)
+            self.tally.unexpected.append(
+                f"{call.kind} of {call.key.key} via {call.node}: {describe_error(error)}")
 
 
 def observed_value(result: GetResult) -> str | None:
@@ -325,7 +283,7 @@ class LivenessProbe:
         return self.world.now - self.started_at <= LIVENESS_BOUND_MS
 
     def _retry(self, key: BKey, error: Any) -> None:
-        self.last_error[key.key] = f"{type(error).__name__}: {error}"
+        self.last_error[key.key] = describe_error(error)
         if self._in_time():
             self.world.schedule(PROBE_RETRY_MS, lambda: self._read(key))
 

@@ -1,6 +1,7 @@
 """The data type scenario: counters, sets and maps updated concurrently through random nodes.
 
-Each client runs a closed loop against random live nodes, with random w/dw/r as the kv workload:
+Each client runs a closed loop (`sapwood.sim.clients`) against random live nodes, with random
+w/dw/r as the kv workload:
 
 - increment: add a non-zero amount (positive or negative) to a counter key;
 - set_add: add a unique element (named after the op) to a set key;
@@ -17,8 +18,7 @@ Once the run is quiet `sapwood.sim.datatype_checkers` judges the history against
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sapwood.core.crdt import Datatype, FieldKey, FlagOp, MapOp, Op, RegisterOp, SetOp
@@ -26,28 +26,26 @@ from sapwood.core.crdt.ops import CounterOp
 from sapwood.core.datatypes import join_state
 from sapwood.core.requests import GetRequest, GetResult, Quorum, UpdateRequest
 from sapwood.core.ring import BKey
+from sapwood.sim import clients
 from sapwood.sim import datatype_checkers as dc
 from sapwood.sim.checkers import Verdict
 from sapwood.sim.datatype_checkers import DtKind, DtOp, Finals, Universe
 from sapwood.sim.history import Outcome
 from sapwood.sim.scenario import N_VAL, JudgeContext, ScenarioConfig, ScenarioSpec
-from sapwood.sim.world import NotRunning, World
+from sapwood.sim.world import World
 
 COUNTER_TYPE = "sim_counters"
 SET_TYPE = "sim_dt_sets"
 MAP_TYPE = "sim_maps"
 BUCKET = "d"
 DATATYPE_OF = {COUNTER_TYPE: "counter", SET_TYPE: "set", MAP_TYPE: "map"}
-TIMEOUT_TICK_MS = 100
 MAX_REMOVED_PER_OP = 3  # elements one set_remove takes out
 MAX_COUNTER_STEP = 5
 MAX_PHANTOM_NOTES = 100  # fetch-time phantom descriptions kept (the verdict quotes a few)
 
 
 @dataclass(frozen=True)
-class DatatypeConfig:
-    ops: int = 5000
-    clients: int = 10
+class DatatypeConfig(clients.ClientConfig):
     keys_per_type: int = 4
     mix: tuple[tuple[DtKind, int], ...] = (
         (DtKind.INCREMENT, 20), (DtKind.SET_ADD, 20), (DtKind.SET_REMOVE, 6),
@@ -56,11 +54,6 @@ class DatatypeConfig:
     # (w, dw) of each update, picked at random; None is the bucket's default (quorum).
     write_quorums: tuple[tuple[Quorum, Quorum], ...] = ((None, None), (2, 2), (1, 1))
     read_quorums: tuple[Quorum, ...] = (None, None, 1)
-    request_timeout_ms: int = 2_000  # the coordinator's own timeout
-    client_timeout_ms: int = 4_000  # the client gives up (info) after this
-    think_ms: tuple[int, int] = (0, 3)
-    backoff_ms: tuple[int, int] = (20, 100)  # after a failed operation
-    live_target_bias: float = 0.9  # how often a client picks a node it believes is up
 
 
 _TYPE_OF_KIND = {DtKind.INCREMENT: COUNTER_TYPE, DtKind.SET_ADD: SET_TYPE,
@@ -69,83 +62,58 @@ _TYPE_OF_KIND = {DtKind.INCREMENT: COUNTER_TYPE, DtKind.SET_ADD: SET_TYPE,
 _FIELDS = {name: FieldKey(*name.rsplit("_", 1)) for name in dc.MAP_FIELDS}
 
 
-@dataclass
-class DatatypeWorkload:
+class DatatypeWorkload(clients.ClientLoop[DtOp, DatatypeConfig]):
     """Clients issuing `config.ops` operations; `targets` are the nodes clients may talk to."""
 
-    world: World
-    config: DatatypeConfig
-    rng: random.Random
-    targets: list[str]
-    ops: list[DtOp] = field(default_factory=list)
-    universe: Universe = field(default_factory=Universe)
-    phantoms: list[str] = field(default_factory=list)  # seen by fetches during the run
-    fetches: int = 0
-    issued: int = 0
-    starting: int = 0  # operations scheduled to begin (think time) but not begun yet
-    in_flight: dict[int, DtOp] = field(default_factory=dict)
-    keys_written: set[BKey] = field(default_factory=set)
-    started: bool = False
-
-    def __post_init__(self) -> None:
-        kinds, weights = zip(*self.config.mix, strict=True)
-        self._kinds: list[DtKind] = list(kinds)
-        self._cum_weights: list[int] = []
-        total = 0
-        for w in weights:
-            total += w
-            self._cum_weights.append(total)
-        n = self.config.keys_per_type
+    def __init__(self, world: World, config: DatatypeConfig, rng: random.Random,
+                 targets: list[str]) -> None:
+        super().__init__(world, config, rng, targets)
+        self.ops: list[DtOp] = []
+        self.universe = Universe()
+        self.phantoms: list[str] = []  # seen by fetches during the run
+        self.fetches = 0
+        self.keys_written: set[BKey] = set()
+        self._mix = clients.WeightedMix(config.mix)
+        n = config.keys_per_type
         self.keys = {bucket_type: [BKey(bucket_type, BUCKET, f"{DATATYPE_OF[bucket_type][0]}{i}")
                                    for i in range(n)] for bucket_type in DATATYPE_OF}
         self.all_keys = [k for keys in self.keys.values() for k in keys]
 
-    @property
-    def finished(self) -> bool:
-        return (self.started and self.issued >= self.config.ops and not self.in_flight
-                and not self.starting)
-
-    def start(self) -> None:
-        self.started = True
-        for client in range(self.config.clients):
-            self._next(client, self.config.think_ms)
-        self.world.schedule(TIMEOUT_TICK_MS, self._expire)
-
     def counts(self) -> dict[str, dict[str, int]]:
-        table: dict[str, dict[str, int]] = {}
-        for op in self.ops:
-            row = table.setdefault(op.kind.value, {o.value: 0 for o in Outcome})
-            row[(op.outcome or Outcome.INFO).value] += 1
-        return table
+        return clients.outcome_counts(self.ops)
 
     def duplicated(self) -> frozenset[int]:
         """Ops whose update the network delivered twice to the coordinating vnode."""
         dups = self.world.duplicated_puts
         return frozenset(op.op_id for op in self.ops if op.wrote and op.req_id in dups)
 
-    # --- the client loop ----------------------------------------------------------------------
+    # --- the client loop's operations ---------------------------------------------------------
 
-    def _next(self, client: int, delay_range: tuple[int, int]) -> None:
-        if self.issued >= self.config.ops:
-            return
-        self.issued += 1
-        self.starting += 1
-        self.world.schedule(self.rng.randint(*delay_range), lambda: self._begin(client))
-
-    def _begin(self, client: int) -> None:
-        self.starting -= 1
-        kind = self.rng.choices(self._kinds, cum_weights=self._cum_weights)[0]
+    def _start_op(self, client: int) -> None:
+        kind = self._mix.draw(self.rng)
         bucket_type = _TYPE_OF_KIND.get(kind)
         key = self.rng.choice(self.keys[bucket_type] if bucket_type else self.all_keys)
         op = DtOp(len(self.ops), client, kind, key.key, self.world.now)
         self.ops.append(op)
-        self.in_flight[op.op_id] = op
+        self._admit(op)
         if kind in (DtKind.SET_REMOVE, DtKind.MAP_REMOVE, DtKind.FETCH):
             r = self.rng.choice(self.config.read_quorums)
             self._request(op, GetRequest(key, r=r, timeout_ms=self.config.request_timeout_ms),
                           lambda result: self._after_fetch(op, key, result))
         else:
             self._update(op, key, self._blind_op(op), None)
+
+    def _is_completed(self, op: DtOp) -> bool:
+        return op.outcome is not None
+
+    def _is_writing(self, op: DtOp) -> bool:
+        return op.wrote
+
+    def _complete(self, op: DtOp, outcome: Outcome, detail: str) -> None:
+        clients.complete_op(op, outcome, self.world.now, detail)
+        if outcome is Outcome.FAIL and op.wrote:
+            self.universe.discard(op)
+        self.world.record("op", op.op_id, op.kind.value, op.key, outcome.value)
 
     def _blind_op(self, op: DtOp) -> Op:
         """The op of an update that needs no fetch first (and what it carries, noted in `op`)."""
@@ -183,58 +151,17 @@ class DatatypeWorkload:
             updates.append((_FIELDS[name], sub))
         return MapOp(updates=tuple(updates))
 
-    def _pick_node(self) -> str:
-        return self.world.pick_target(self.targets, self.rng, self.config.live_target_bias)
-
-    def _request(self, op: DtOp, request: Any, then: Callable[[Any], None]) -> None:
-        op.phase += 1
-        phase = op.phase
-        op.node = self._pick_node()
-        op.deadline_ms = self.world.now + self.config.client_timeout_ms
-
-        def answer(result: Any) -> None:
-            if op.outcome is None and op.phase == phase:
-                then(result)
-
-        req_id = self.world.submit(op.node, request, answer)
-        if op.phase == phase:  # not already answered and followed by the next request
-            op.req_id = req_id
-
-    def _finish(self, op: DtOp, outcome: Outcome, detail: str = "") -> None:
-        if op.outcome is not None:
-            raise ValueError(f"op {op.op_id} was already completed ({op.outcome})")
-        op.outcome = outcome
-        op.complete_ms = None if outcome is Outcome.INFO else self.world.now
-        op.detail = detail
-        if outcome is Outcome.FAIL and op.wrote:
-            self.universe.discard(op)
-        del self.in_flight[op.op_id]
-        self.world.record("op", op.op_id, op.kind.value, op.key, outcome.value)
-        failed = outcome is not Outcome.OK
-        self._next(op.client, self.config.backoff_ms if failed else self.config.think_ms)
-        if self.finished:
-            self.world.halt()
-
-    def _expire(self) -> None:
-        """The client-side timeout: an abandoned fetch did nothing, an abandoned update is
-        unknown."""
-        now = self.world.now
-        for op in [op for op in self.in_flight.values() if op.deadline_ms <= now]:
-            self._finish(op, Outcome.INFO if op.wrote else Outcome.FAIL, "client timeout")
-        if not self.finished:
-            self.world.schedule(TIMEOUT_TICK_MS, self._expire)
-
     # --- fetches and updates ------------------------------------------------------------------
 
     def _after_fetch(self, op: DtOp, key: BKey, result: Any) -> None:
         if isinstance(result, Exception):
-            self._finish(op, Outcome.FAIL, _describe(result))
+            self._finish(op, Outcome.FAIL, clients.describe_error(result))
             return
         assert isinstance(result, GetResult)
         try:
             state = join_state(result.obj) if result.found else None
         except Exception as exc:  # a fetch a client could not read is a broken store
-            self._finish(op, Outcome.FAIL, _describe(exc))
+            self._finish(op, Outcome.FAIL, clients.describe_error(exc))
             return
         value: Any = None if state is None else state.value()
         self._observe(op, key, value)
@@ -284,15 +211,7 @@ class DatatypeWorkload:
         self.keys_written.add(key)
         request = UpdateRequest(key, DATATYPE_OF[key.type], dt_op, context or None, w=w, dw=dw,
                                 timeout_ms=self.config.request_timeout_ms)
-        self._request(op, request, lambda result: self._after_update(op, result))
-
-    def _after_update(self, op: DtOp, result: Any) -> None:
-        if isinstance(result, NotRunning):
-            self._finish(op, Outcome.FAIL, _describe(result))
-        elif isinstance(result, Exception):
-            self._finish(op, Outcome.INFO, _describe(result))
-        else:
-            self._finish(op, Outcome.OK)
+        self._request(op, request, lambda result: self._finish_write(op, result))
 
 
 def counter_removable(key: str) -> bool:
@@ -305,10 +224,6 @@ def _size(value: Any) -> int:
     if value is None:
         return 0
     return 1 if isinstance(value, int) else len(value)
-
-
-def _describe(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 class DatatypeScenario:

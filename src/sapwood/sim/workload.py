@@ -1,6 +1,6 @@
 """Simulated clients and the history of what they did.
 
-Each client runs a closed loop of operations against random live nodes:
+Each client runs a closed loop (`sapwood.sim.clients`) of operations against random live nodes:
 
 - add: read a set-valued key, merge its siblings by union, add a unique element, write it back
   with the read's causal context (allow_mult bucket type `sim_sets`);
@@ -18,9 +18,8 @@ so every sibling names the write that made it.
 from __future__ import annotations
 
 import random
-from bisect import bisect
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -37,15 +36,22 @@ from sapwood.core.requests import (
 )
 from sapwood.core.ring import BKey
 from sapwood.sim.checkers import Observer
+from sapwood.sim.clients import (
+    ClientConfig,
+    ClientLoop,
+    WeightedMix,
+    complete_op,
+    describe_error,
+    outcome_counts,
+)
 from sapwood.sim.history import Outcome
-from sapwood.sim.world import NotRunning, World
+from sapwood.sim.world import World
 
 SETS_TYPE = "sim_sets"
 LWW_TYPE = "sim_lww"
 BUCKET = "b"
 PROBE_BUCKET = "probe"
 VALUE_CACHE_ENTRIES = 4096
-TIMEOUT_TICK_MS = 100
 
 
 class OpKind(StrEnum):
@@ -61,9 +67,7 @@ WRITES = (OpKind.ADD, OpKind.BLIND, OpKind.LWW_ADD)
 
 
 @dataclass(frozen=True)
-class WorkloadConfig:
-    ops: int = 5000
-    clients: int = 10
+class WorkloadConfig(ClientConfig):
     set_keys: int = 12
     lww_keys: int = 4
     mix: tuple[tuple[OpKind, int], ...] = (
@@ -73,11 +77,6 @@ class WorkloadConfig:
     # (w, dw) of each write, picked at random; None is the bucket's default (quorum).
     write_quorums: tuple[tuple[Quorum, Quorum], ...] = ((None, None), (2, 2), (1, 1))
     read_quorums: tuple[Quorum, ...] = (None, None, 1)
-    request_timeout_ms: int = 2_000  # the coordinator's own timeout
-    client_timeout_ms: int = 4_000  # the client gives up (info) after this
-    think_ms: tuple[int, int] = (0, 3)
-    backoff_ms: tuple[int, int] = (20, 100)  # after a failed operation
-    live_target_bias: float = 0.9  # how often a client picks a node it believes is up
 
 
 @dataclass(slots=True)
@@ -111,19 +110,11 @@ class History:
 
     @staticmethod
     def complete(op: OpRecord, outcome: Outcome, now_ms: int, detail: str = "") -> None:
-        if op.outcome is not None:
-            raise ValueError(f"op {op.op_id} was already completed ({op.outcome})")
-        op.outcome = outcome
-        op.complete_ms = None if outcome is Outcome.INFO else now_ms
-        op.detail = detail
+        complete_op(op, outcome, now_ms, detail)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Operations by kind and outcome."""
-        table: dict[str, dict[str, int]] = {}
-        for op in self.ops:
-            row = table.setdefault(op.kind.value, {o.value: 0 for o in Outcome})
-            row[(op.outcome or Outcome.INFO).value] += 1
-        return table
+        return outcome_counts(self.ops)
 
 
 def encode_value(tag: int, elements: Iterable[int]) -> bytes:
@@ -157,68 +148,33 @@ class ValueCache:
         return [self.decode(s.value) for s in obj.siblings if not s.meta.deleted]
 
 
-@dataclass
-class Workload:
+class Workload(ClientLoop[OpRecord, WorkloadConfig]):
     """Clients issuing `config.ops` operations; `targets` are the nodes clients may talk to."""
 
-    world: World
-    config: WorkloadConfig
-    rng: random.Random
-    targets: list[str]
-    history: History = field(default_factory=History)
-    observer: Observer = field(default_factory=Observer)
-    values: ValueCache = field(default_factory=ValueCache)
-    issued: int = 0
-    starting: int = 0  # operations scheduled to begin (think time) but not begun yet
-    in_flight: dict[int, OpRecord] = field(default_factory=dict)
-    keys_written: set[BKey] = field(default_factory=set)
-    started: bool = False
-
-    def __post_init__(self) -> None:
-        kinds, weights = zip(*self.config.mix, strict=True)
-        self._kinds: list[OpKind] = list(kinds)
-        self._cum_weights: list[int] = []
-        total = 0
-        for w in weights:
-            total += w
-            self._cum_weights.append(total)
+    def __init__(self, world: World, config: WorkloadConfig, rng: random.Random,
+                 targets: list[str]) -> None:
+        super().__init__(world, config, rng, targets)
+        self.history = History()
+        self.observer = Observer()
+        self.values = ValueCache()
+        self.keys_written: set[BKey] = set()
+        self._mix = WeightedMix(config.mix)
         self.observer.duplicated = self._duplicated
-        self.set_keys = [BKey(SETS_TYPE, BUCKET, f"s{i}") for i in range(self.config.set_keys)]
-        self.lww_keys = [BKey(LWW_TYPE, BUCKET, f"l{i}") for i in range(self.config.lww_keys)]
-
-    @property
-    def finished(self) -> bool:
-        return (self.started and self.issued >= self.config.ops and not self.in_flight
-                and not self.starting)
-
-    def start(self) -> None:
-        self.started = True
-        for client in range(self.config.clients):
-            self._next(client, self.config.think_ms)
-        self.world.schedule(TIMEOUT_TICK_MS, self._expire)
+        self.set_keys = [BKey(SETS_TYPE, BUCKET, f"s{i}") for i in range(config.set_keys)]
+        self.lww_keys = [BKey(LWW_TYPE, BUCKET, f"l{i}") for i in range(config.lww_keys)]
 
     def _duplicated(self, op_id: int) -> bool:
         """Whether the network delivered this write to its coordinating vnode twice."""
         ops = self.history.ops
         return 0 <= op_id < len(ops) and ops[op_id].req_id in self.world.duplicated_puts
 
-    # --- the client loop ----------------------------------------------------------------------
+    # --- the client loop's operations ---------------------------------------------------------
 
-    def _next(self, client: int, delay_range: tuple[int, int]) -> None:
-        if self.issued >= self.config.ops:
-            return
-        self.issued += 1
-        self.starting += 1
-        self.world.schedule(self.rng.randint(*delay_range), lambda: self._begin(client))
-
-    def _begin(self, client: int) -> None:
-        self.starting -= 1
-        # rng.choices(kinds, cum_weights=...)[0], as it computes it, without its overhead
-        kind = self._kinds[bisect(self._cum_weights, self.rng.random() * self._cum_weights[-1])]
+    def _start_op(self, client: int) -> None:
+        kind = self._mix.draw(self.rng)
         key = self.rng.choice(self.lww_keys if kind is OpKind.LWW_ADD else self.set_keys)
-        op = self.history.invoke(client, kind, "" if kind is OpKind.LIST else key.key,
-                                 self.world.now)
-        self.in_flight[op.op_id] = op
+        op = self._admit(self.history.invoke(client, kind, "" if kind is OpKind.LIST else key.key,
+                                             self.world.now))
         if kind in (OpKind.ADD, OpKind.LWW_ADD, OpKind.DELETE, OpKind.READ):
             r = self.rng.choice(self.config.read_quorums)
             self._request(op, GetRequest(key, r=r, timeout_ms=self.config.request_timeout_ms),
@@ -230,48 +186,21 @@ class Workload:
                                     timeout_ms=self.config.request_timeout_ms)
             self._request(op, query, lambda result: self._after_list(op, result))
 
-    def _pick_node(self) -> str:
-        return self.world.pick_target(self.targets, self.rng, self.config.live_target_bias)
+    def _is_completed(self, op: OpRecord) -> bool:
+        return op.outcome is not None
 
-    def _request(self, op: OpRecord, request: Any, then: Callable[[Any], None]) -> None:
-        op.phase += 1
-        phase = op.phase
-        op.node = self._pick_node()
-        op.deadline_ms = self.world.now + self.config.client_timeout_ms
+    def _is_writing(self, op: OpRecord) -> bool:
+        return op.wrote
 
-        def answer(result: Any) -> None:
-            if op.outcome is None and op.phase == phase:
-                then(result)
-
-        req_id = self.world.submit(op.node, request, answer)
-        if op.phase == phase:  # not already answered and followed by the next request
-            op.req_id = req_id
-
-    def _finish(self, op: OpRecord, outcome: Outcome, detail: str = "") -> None:
+    def _complete(self, op: OpRecord, outcome: Outcome, detail: str) -> None:
         History.complete(op, outcome, self.world.now, detail)
-        del self.in_flight[op.op_id]
         self.world.record("op", op.op_id, op.kind.value, op.key, outcome.value)
-        failed = outcome is not Outcome.OK
-        self._next(op.client, self.config.backoff_ms if failed else self.config.think_ms)
-        if self.finished:
-            self.world.halt()
-
-    def _expire(self) -> None:
-        """The client-side timeout: an abandoned read did nothing, an abandoned write is unknown."""
-        now = self.world.now
-        for op in [op for op in self.in_flight.values() if op.deadline_ms <= now]:
-            if op.wrote:
-                self._finish(op, Outcome.INFO, "client timeout")
-            else:
-                self._finish(op, Outcome.FAIL, "client timeout")
-        if not self.finished:
-            self.world.schedule(TIMEOUT_TICK_MS, self._expire)
 
     # --- reads and writes ---------------------------------------------------------------------
 
     def _after_read(self, op: OpRecord, key: BKey, result: Any) -> None:
         if isinstance(result, Exception):
-            self._finish(op, Outcome.FAIL, _describe(result))
+            self._finish(op, Outcome.FAIL, describe_error(result))
             return
         assert isinstance(result, GetResult)
         siblings = self.values.siblings(result.obj)
@@ -292,7 +221,7 @@ class Workload:
             op.wrote = True
             request = DeleteRequest(key, context=context,
                                     timeout_ms=self.config.request_timeout_ms)
-            self._request(op, request, lambda res: self._after_write(op, res))
+            self._request(op, request, lambda res: self._finish_write(op, res))
             return
         elements.add(op.op_id)
         self._write(op, key, encode_value(op.op_id, elements), context)
@@ -304,25 +233,13 @@ class Workload:
         self.keys_written.add(key)
         request = PutRequest(key, value, context=context, w=w, dw=dw,
                              timeout_ms=self.config.request_timeout_ms)
-        self._request(op, request, lambda result: self._after_write(op, result))
-
-    def _after_write(self, op: OpRecord, result: Any) -> None:
-        if isinstance(result, NotRunning):
-            self._finish(op, Outcome.FAIL, _describe(result))
-        elif isinstance(result, Exception):
-            self._finish(op, Outcome.INFO, _describe(result))
-        else:
-            self._finish(op, Outcome.OK)
+        self._request(op, request, lambda result: self._finish_write(op, result))
 
     def _after_list(self, op: OpRecord, result: Any) -> None:
         if isinstance(result, Exception):
-            self._finish(op, Outcome.FAIL, _describe(result))
+            self._finish(op, Outcome.FAIL, describe_error(result))
             return
         assert isinstance(result, CoverageResult)
         written = {k.key for k in self.keys_written if k.type == SETS_TYPE}
         self.observer.listed(result.items, written, f"op {op.op_id} list via {op.node}")
         self._finish(op, Outcome.OK, f"{len(result.items)} keys, harvest {result.harvest:.2f}")
-
-
-def _describe(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"

@@ -10,6 +10,7 @@ Roles and their transitions (Role):
   FOLLOWER -(election timeout)-> PRE_CANDIDATE -(majority would vote)-> CANDIDATE
   CANDIDATE -(majority voted)-> LEADER; any role -(higher term / current leader)-> FOLLOWER;
   LEADER -(no majority heard for an election timeout, or removed itself)-> FOLLOWER.
+The term rules, votes and these transitions are in `sapwood.core.consensus.elections`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import random
 from collections.abc import Iterable
 
 from sapwood.core.consensus.config import RaftConfig
+from sapwood.core.consensus.elections import Elections
 from sapwood.core.consensus.interface import (
     ApplyObserver,
     RaftEffect,
@@ -28,7 +30,7 @@ from sapwood.core.consensus.interface import (
 from sapwood.core.consensus.kvstate import KvState
 from sapwood.core.consensus.leader import LeaderFeed
 from sapwood.core.consensus.log import RaftLog
-from sapwood.core.consensus.membership import majority, quorum_value
+from sapwood.core.consensus.membership import quorum_value
 from sapwood.core.consensus.messages import (
     AppendEntries,
     AppendResponse,
@@ -38,13 +40,10 @@ from sapwood.core.consensus.messages import (
     Heartbeat,
     HeartbeatResponse,
     InstallSnapshot,
-    NoOp,
     RaftMessage,
-    Reconfigure,
     SnapshotResponse,
     VoteRequest,
     VoteResponse,
-    answer_to_stale,
 )
 from sapwood.core.consensus.persist import DurableState, HardState, Snapshot
 from sapwood.core.consensus.proposals import PendingProposal, ProposalTracker
@@ -56,7 +55,7 @@ from sapwood.core.consensus.store import ReplicaStore
 from sapwood.core.effects import CancelTimer, Reply, Send, SetTimer
 
 
-class RaftReplica:
+class RaftReplica(Elections):
     """A replica of group `group_id`. `peers` is the initial voter set (self is included even if
     absent); pass () for a replica joining an existing group (it waits to be added). After a
     crash, build it again with the `durable` state its `Persist` effects produced."""
@@ -261,68 +260,7 @@ class RaftReplica:
         if self._timer_due.pop(kind, None) is not None:
             self._out.append(CancelTimer(RaftTimer(self.group_id, kind)))
 
-    def _reset_election_timer(self, now_ms: int) -> None:
-        self._election_base = now_ms
-        cfg = self.config
-        self._election_timeout = self._rng.randrange(
-            cfg.election_timeout_min_ms, cfg.election_timeout_max_ms
-        )
-        self._arm(TimerKind.ELECTION, now_ms + self._election_timeout)
-
-    def _heard_from_leader(self, leader: str, now_ms: int) -> None:
-        # The election timer is re-armed lazily when it fires, not on every message.
-        self._leader_id = leader
-        self._election_base = now_ms
-        self._no_vote_until = max(self._no_vote_until, now_ms + self.config.election_timeout_min_ms)
-
-    def _in_lease(self, now_ms: int) -> bool:
-        """Whether we refuse to vote: we lead, or a leader was heard within the minimum election
-        timeout (this is also what makes the leader's read lease safe)."""
-        return self._role is Role.LEADER or now_ms < self._no_vote_until
-
-    def _on_election_timer(self, now_ms: int) -> None:
-        self._expire_proposals(now_ms)
-        if self._role is Role.LEADER:
-            return
-        due = self._election_base + self._election_timeout
-        if now_ms < due:
-            self._arm(TimerKind.ELECTION, due)
-        elif not self._may_campaign():
-            self._reset_election_timer(now_ms)
-        else:
-            self._start_pre_vote(now_ms)
-
-    def _may_campaign(self) -> bool:
-        """A voter may; so may a member removed by a change not known to be committed: it may be
-        its only holder (a leader that removed itself, then restarted). It steps down on commit."""
-        membership, change = self._store.membership, self._store.membership.latest_change_index
-        return self.is_voter or (change > self._store.commit
-                                 and self.self_id in membership.at(change - 1))
-
-    # --- Terms and elections --------------------------------------------------------------------
-
-    def _accept_term(self, from_id: str, msg: RaftMessage, now_ms: int) -> bool:
-        """Apply the term rules; False when the message must not be processed further."""
-        if msg.term > self._term:
-            if isinstance(msg, VoteRequest):
-                if self._in_lease(now_ms):
-                    self._send(from_id, VoteResponse(self.group_id, self._term, False, msg.pre_vote))
-                    return False
-                if not msg.pre_vote:
-                    self._become_follower(msg.term, None, now_ms)
-                return True
-            if isinstance(msg, VoteResponse) and msg.pre_vote and msg.granted:
-                return True  # a granted pre-vote carries the term we asked about
-            from_leader = isinstance(msg, AppendEntries | Heartbeat | InstallSnapshot)
-            self._become_follower(msg.term, from_id if from_leader else None, now_ms)
-            return True
-        if msg.term < self._term:
-            # Tell a stale leader or candidate about our term so that it yields.
-            answer = answer_to_stale(msg, self._term)
-            if answer is not None:
-                self._send(from_id, answer)
-            return False
-        return True
+    # --- Messages (the term rules and elections: `Elections`) -----------------------------------
 
     def _dispatch(self, from_id: str, msg: RaftMessage, now_ms: int) -> None:
         if isinstance(msg, VoteRequest):
@@ -340,129 +278,6 @@ class RaftReplica:
                 self._on_install_snapshot(from_id, msg, now_ms)
         elif self._feed is not None:
             self._on_leader_response(from_id, msg, now_ms)
-
-    def _on_vote_request(self, from_id: str, msg: VoteRequest, now_ms: int) -> None:
-        gid = self.group_id
-        if self._in_lease(now_ms):
-            self._send(from_id, VoteResponse(gid, self._term, False, msg.pre_vote))
-            return
-        up_to_date = self.log.is_up_to_date(msg.last_log_index, msg.last_log_term)
-        if msg.pre_vote:
-            grant = msg.term > self._term and up_to_date
-            self._send(from_id, VoteResponse(gid, msg.term if grant else self._term, grant, True))
-            return
-        free = self._voted_for == from_id or (self._voted_for is None and self._leader_id is None)
-        if not (free and up_to_date):
-            self._send(from_id, VoteResponse(gid, self._term, False, False))
-            return
-        if self._role is not Role.FOLLOWER:
-            self._become_follower(self._term, None, now_ms)
-        self._voted_for = from_id
-        self._hard_dirty = True
-        self._election_base = now_ms
-        self._send_when_durable(from_id, VoteResponse(gid, self._term, True, False))
-
-    def _on_vote_response(self, from_id: str, msg: VoteResponse, now_ms: int) -> None:
-        if from_id not in self.members:
-            return
-        if msg.pre_vote:
-            if self._role is Role.PRE_CANDIDATE and msg.term == self._term + 1:
-                self._votes[from_id] = msg.granted
-                if self._won_votes():
-                    self._campaign(now_ms)
-        elif self._role is Role.CANDIDATE and msg.term == self._term:
-            self._votes[from_id] = msg.granted
-            if self._won_votes():
-                self._become_leader(now_ms)
-
-    def _won_votes(self) -> bool:
-        members = self.members
-        granted = sum(1 for m in members if self._votes.get(m))
-        return granted >= majority(len(members))
-
-    def _start_pre_vote(self, now_ms: int) -> None:
-        """Ask whether we could win before disturbing anyone with a new term."""
-        self._role = Role.PRE_CANDIDATE
-        self._leader_id = None
-        self._votes = {self.self_id: True}
-        self.stats.pre_votes_started += 1
-        self._reset_election_timer(now_ms)
-        if self._won_votes():
-            self._campaign(now_ms)
-            return
-        ask = VoteRequest(self.group_id, self._term + 1, self.log.last_index, self.log.last_term, True)
-        for peer in self._others():
-            self._send(peer, ask)
-
-    def _campaign(self, now_ms: int) -> None:
-        self._term += 1
-        self._voted_for = self.self_id
-        self._hard_dirty = True
-        self._role = Role.CANDIDATE
-        self._leader_id = None
-        self._votes = {self.self_id: True}
-        self.stats.elections_started += 1
-        self._reset_election_timer(now_ms)
-        if self._won_votes():
-            self._become_leader(now_ms)
-            return
-        ask = VoteRequest(self.group_id, self._term, self.log.last_index, self.log.last_term, False)
-        for peer in self._others():
-            self._send_when_durable(peer, ask)
-
-    def _become_leader(self, now_ms: int) -> None:
-        self._role = Role.LEADER
-        self._leader_id = self.self_id
-        self._votes = {}
-        self.stats.elections_won += 1
-        self._disarm(TimerKind.ELECTION)
-        self._feed = LeaderFeed(
-            self.group_id, self.self_id, self._term, self.config, self.log, self.stats
-        )
-        self._feed.sync_members(self.members, self.log.last_index)
-        # Committing an entry of our own term is how we learn the commit index (and may serve
-        # reads): until then ReadIndex waits.
-        self._append_local((Entry(self._term, self.log.last_index + 1, self._first_command()),))
-        self._arm(TimerKind.CHECK_QUORUM, now_ms + self.config.election_timeout_min_ms)
-        self._heartbeat_tick(now_ms)
-        self._maybe_commit(now_ms)
-
-    def _first_command(self) -> EntryCommand:
-        """The founding voter set (in no entry or snapshot yet) goes into the log, so that members
-        that joined empty learn they vote."""
-        founding = self._store.membership.latest_change_index == 0 == self.log.snapshot_index
-        return Reconfigure(self.members) if founding else NoOp()
-
-    def _become_follower(self, term: int, leader: str | None, now_ms: int) -> None:
-        if term > self._term:
-            self._term = term
-            self._voted_for = None
-            self._hard_dirty = True
-        was_leading = self._feed is not None
-        self._role = Role.FOLLOWER
-        self._leader_id = leader
-        self._votes = {}
-        if was_leading:
-            self._stop_leading(leader)
-        self._reset_election_timer(now_ms)
-
-    def _follow(self, leader: str, now_ms: int) -> None:
-        """A leader of our term spoke: recognise it."""
-        if self._role is not Role.FOLLOWER:
-            self._become_follower(self._term, leader, now_ms)
-        self._heard_from_leader(leader, now_ms)
-
-    def _stop_leading(self, leader: str | None) -> None:
-        assert self._feed is not None
-        self.stats.step_downs += 1
-        for read in self._feed.reads.drain():
-            self._reply(read.req_id, NotLeader(leader))
-        self._feed = None
-        self._disarm(TimerKind.HEARTBEAT)
-        self._disarm(TimerKind.CHECK_QUORUM)
-
-    def _others(self) -> list[str]:
-        return [m for m in self.members if m != self.self_id]
 
     # --- Leader: replication, heartbeats, check-quorum ------------------------------------------
 
