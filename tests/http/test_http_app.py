@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from sapwood.http.app import RESOURCES
+from sapwood.http.app import RESOURCES, make_app
+from sapwood.http.guard import guarded, is_guarded
+from sapwood.node.node import Node, NodeConfig
 
 
 async def test_discovery(serve: Any) -> None:
@@ -54,7 +57,7 @@ async def test_unknown_routes_and_unexpected_errors(serve: Any) -> None:
         raise RuntimeError("boom")
 
     def hook(app: web.Application) -> None:
-        app.router.add_get("/explode", explode)
+        app.router.add_get("/explode", guarded(explode))
 
     async with serve(app_hook=hook) as c:
         assert (await c.get("/nowhere")).status == 404
@@ -63,3 +66,16 @@ async def test_unknown_routes_and_unexpected_errors(serve: Any) -> None:
         assert resp.status == 500
         text = await resp.text()
         assert "internal error" in text and "boom" not in text
+
+
+def test_every_route_maps_errors(tmp_path: Path) -> None:
+    # Errors are mapped per handler (no middleware): a route added without `guarded` would
+    # leak aiohttp's own 500 page and skip the stats.
+    node = Node(NodeConfig(data_dir=tmp_path, ring_size=8))
+    try:
+        routes = list(make_app(node).router.routes())
+    finally:
+        node.close()
+    assert len(routes) > 40
+    assert [r.resource.canonical for r in routes if r.resource and not is_guarded(r.handler)
+            ] == []

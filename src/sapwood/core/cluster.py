@@ -31,6 +31,7 @@ from sapwood.core.kvobject import decode as decode_object
 from sapwood.core.membership import ClusterState, Member, Status
 from sapwood.core.messages import KV_MESSAGES
 from sapwood.core.metadata import ClusterMetadata
+from sapwood.core.records import fast_init
 from sapwood.core.requests import DeleteRequest, GetRequest, PutRequest, Request
 from sapwood.core.ring import Ring, decode_bkey
 from sapwood.core.service import KVService, check_bkey
@@ -45,6 +46,7 @@ ADMIN_TIMEOUT_MS = 10_000
 # --- messages ------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Gossip:
     sender: str
@@ -52,6 +54,7 @@ class Gossip:
     metadata: list[tuple[bytes, bytes, int, str]]  # (record key, value, ts, origin)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AdminForward:
     """An admin operation sent to the claimant; the answer goes back to `origin`."""
@@ -62,6 +65,7 @@ class AdminForward:
     args: list[Any]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AdminReply:
     req_id: int
@@ -69,6 +73,7 @@ class AdminReply:
     result: Any  # the result, or [status, message]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AdminRequest:
     """A client's cluster command: join, plan, commit, leave, force-remove, clear."""

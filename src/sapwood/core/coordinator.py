@@ -34,6 +34,7 @@ from sapwood.core.messages import (
     StoreAck,
 )
 from sapwood.core.quorum import GetQuorum, PutQuorum, Verdict
+from sapwood.core.records import fast_init
 from sapwood.core.requests import DeleteResult, GetResult, PutResult
 from sapwood.core.ring import BKey, PreflistEntry
 
@@ -42,6 +43,7 @@ _ERRORS_BY_STATUS: dict[int, type[SapwoodError]] = {
 }
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Quorums:
     """A request's quorum values, already resolved to replica counts against n_val."""
@@ -56,6 +58,7 @@ class Quorums:
     basic_quorum: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class WriteMode:
     allow_mult: bool

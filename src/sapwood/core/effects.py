@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sapwood.core.records import fast_init
 
+
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Send:
     """Deliver `msg` to the node named `to` (which may be this node)."""
@@ -14,6 +17,7 @@ class Send:
     msg: Any
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Reply:
     """Answer the client request `req_id` with `result` (a result dataclass or a SapwoodError)."""
@@ -22,6 +26,7 @@ class Reply:
     result: Any
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SetTimer:
     """Call `on_timer(key)` of the owner at (virtual or real) time `at_ms`.
@@ -33,11 +38,13 @@ class SetTimer:
     at_ms: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CancelTimer:
     key: Any
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Flush:
     """Make every backend write so far durable (fsync), then deliver `done` to the node named `to`.

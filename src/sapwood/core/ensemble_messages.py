@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sapwood.core.consensus import Delete, Get, Put, RaftMessage, Result, TimerKind
+from sapwood.core.records import fast_init
 
 ConsistentCommand = Put | Delete | Get
 
@@ -19,6 +20,7 @@ REPLICA_TIMER = "ensemble"
 OP_TIMER = "ensemble-op"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EnsembleEnvelope:
     """A Raft message from member `from_member` to member `to_member` of `group`."""
@@ -29,6 +31,7 @@ class EnsembleEnvelope:
     msg: RaftMessage
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EnsembleCall:
     """Run `command` at `member` (a `Get` is a linearizable read, not a log entry) and answer
@@ -41,12 +44,14 @@ class EnsembleCall:
     command: ConsistentCommand
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EnsembleAnswer:
     call_id: int
     result: Result
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EnsemblePersisted:
     """A flush made a member's writes durable up to `token` (sent by a node to itself).
@@ -61,6 +66,7 @@ class EnsemblePersisted:
     token: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EnsembleRetireQuery:
     """`member` has left (or is leaving) the ring's members of `group`: has its removal from
@@ -70,6 +76,7 @@ class EnsembleRetireQuery:
     member: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EnsembleRetired:
     """The group committed a configuration without `member`: its node may drop its state."""

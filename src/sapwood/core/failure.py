@@ -10,12 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sapwood.core.effects import Effect, Send, SetTimer
+from sapwood.core.records import fast_init
 
 PING_INTERVAL_MS = 500
 DOWN_AFTER_MS = 2_000
 TIMER = ("heartbeat",)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Ping:
     sender: str

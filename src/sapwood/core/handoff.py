@@ -16,6 +16,7 @@ from typing import Any
 
 from sapwood.core.backend import Backend
 from sapwood.core.effects import Effect, Send, SetTimer
+from sapwood.core.records import fast_init
 
 BATCH_OBJECTS = 200
 BATCH_BYTES = 1024 * 1024
@@ -35,6 +36,7 @@ class Phase(Enum):
     FAILED = "failed"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HandoffBatch:
     transfer_id: int
@@ -45,6 +47,7 @@ class HandoffBatch:
     last: bool
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HandoffAck:
     transfer_id: int
@@ -54,6 +57,7 @@ class HandoffAck:
     error: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TransferComplete:
     """Told to the claimant: `target` now holds everything `source` had for `partition`."""

@@ -23,6 +23,7 @@ from sapwood.core.causal import (
 )
 from sapwood.core.errors import Conflict, TooLarge
 from sapwood.core.limits import MAX_OBJECT_BYTES, MAX_SIBLINGS
+from sapwood.core.records import fast_init
 
 ENCODING_VERSION = 1
 
@@ -30,6 +31,7 @@ Index = tuple[str, str | int]
 Link = tuple[str, str, str]  # (bucket, key, tag)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Metadata:
     content_type: str = "application/octet-stream"
@@ -50,6 +52,7 @@ def _stamped(meta: Metadata, last_modified_ms: int, vtag: str) -> Metadata:
                     meta.links, last_modified_ms, vtag, meta.deleted)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Sibling:
     value: bytes
@@ -57,6 +60,7 @@ class Sibling:
     dot: Dot
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class KVObject:
     siblings: tuple[Sibling, ...]

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sapwood.core.kvobject import KVObject, Metadata
+from sapwood.core.records import fast_init
 from sapwood.core.ring import BKey
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Fetch:
     req_id: int
@@ -21,6 +23,7 @@ class Fetch:
     bkey: BKey
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FetchReply:
     req_id: int
@@ -30,6 +33,7 @@ class FetchReply:
     error: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CoordinatePut:
     """Ask the coordinating vnode to apply a client write with its own actor (it mints the dot)."""
@@ -45,6 +49,7 @@ class CoordinatePut:
     last_write_wins: bool
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CoordinateUpdate:
     """Ask the coordinating vnode to apply a data type operation with its own actor."""
@@ -60,6 +65,7 @@ class CoordinateUpdate:
     legacy: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CoordinatePutReply:
     req_id: int
@@ -71,6 +77,7 @@ class CoordinatePutReply:
     durable: bool = False  # the write is already as durable as the node makes writes
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Replicate:
     """Merge this object into the replica (the other N-1 replicas of a put, and read repair)."""
@@ -83,6 +90,7 @@ class Replicate:
     allow_mult: bool
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StoreAck:
     """A replica stored the write (`durable=False`), or has since made it durable (`durable=True`)."""
@@ -94,6 +102,7 @@ class StoreAck:
     error: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Reap:
     """Remove a tombstone, but only if the replica still holds exactly this one."""
@@ -104,6 +113,7 @@ class Reap:
     delay_ms: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Fold:
     """A coverage query at one vnode: `query` is a ListKeys/ListBuckets/IndexQuery value.
@@ -119,6 +129,7 @@ class Fold:
     first_partitions: frozenset[int]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class FoldReply:
     req_id: int

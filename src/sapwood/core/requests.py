@@ -7,11 +7,13 @@ from typing import Any
 
 from sapwood.core.index import IndexQuery, Term
 from sapwood.core.kvobject import KVObject, Metadata
+from sapwood.core.records import fast_init
 from sapwood.core.ring import BKey
 
 Quorum = int | str | None  # None: the bucket's own value
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GetRequest:
     bkey: BKey
@@ -22,6 +24,7 @@ class GetRequest:
     timeout_ms: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GetResult:
     """`obj` is None when not found; a tombstone object when only a tombstone was found."""
@@ -34,6 +37,7 @@ class GetResult:
         return self.obj is not None and not self.obj.is_tombstone
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PutRequest:
     bkey: BKey
@@ -47,6 +51,7 @@ class PutRequest:
     return_body: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class UpdateRequest:
     """A data type operation (`op` from sapwood.core.crdt.parse_op) on a datatype bucket, or on
@@ -64,12 +69,14 @@ class UpdateRequest:
     legacy: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PutResult:
     bkey: BKey
     obj: KVObject | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeleteRequest:
     bkey: BKey
@@ -83,22 +90,26 @@ class DeleteRequest:
     timeout_ms: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeleteResult:
     bkey: BKey
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ListKeys:
     bucket_type: str
     bucket: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ListBuckets:
     bucket_type: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CoverageRequest:
     """A query answered by a coverage plan: ListKeys, ListBuckets or an IndexQuery."""
@@ -108,6 +119,7 @@ class CoverageRequest:
     stream: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CoverageChunk:
     """Part of a streamed coverage answer (keys, bucket names or (term, key) pairs)."""
@@ -115,6 +127,7 @@ class CoverageChunk:
     items: list[Any]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CoverageResult:
     """The end of a coverage answer. `harvest` is the fraction of partitions that answered."""

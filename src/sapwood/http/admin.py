@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sapwood.http.guard import guarded
 from sapwood.http.state import ADMIN_FROM_ANYWHERE, node_of, sync_metadata
 from sapwood.node.node import Node
 
@@ -84,9 +85,9 @@ async def activate_type(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_route("GET", ADMIN_PREFIX + "/bucket-types", list_types)
+    app.router.add_route("GET", ADMIN_PREFIX + "/bucket-types", guarded(list_types))
     one = app.router.add_resource(ADMIN_PREFIX + "/bucket-types/{type}")
-    one.add_route("GET", type_status)
-    one.add_route("POST", create_type)
-    one.add_route("PUT", update_type)
-    app.router.add_route("POST", ADMIN_PREFIX + "/bucket-types/{type}/activate", activate_type)
+    one.add_route("GET", guarded(type_status))
+    one.add_route("POST", guarded(create_type))
+    one.add_route("PUT", guarded(update_type))
+    app.router.add_route("POST", ADMIN_PREFIX + "/bucket-types/{type}/activate", guarded(activate_type))

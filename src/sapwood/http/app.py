@@ -1,24 +1,18 @@
-"""The aiohttp application: routes, the error mapping, discovery, ping and stats.
-
-Every SapwoodError becomes its status with a text/plain message; nothing else leaks a traceback.
-"""
+"""The aiohttp application: routes, discovery, ping and stats (errors: sapwood.http.guard)."""
 
 from __future__ import annotations
 
 import html
-import logging
 from typing import Any
 
 from aiohttp import web
 
-from sapwood.core.errors import SapwoodError
 from sapwood.core.limits import MAX_OBJECT_BYTES
 from sapwood.http import admin, buckets, cluster, datatypes, ensembles, index, objects
+from sapwood.http.guard import guarded
 from sapwood.http.state import ADMIN_FROM_ANYWHERE, NODE, STATS, HttpStats
 from sapwood.http.stats import stats_body
 from sapwood.node.node import Node
-
-log = logging.getLogger("sapwood.http")
 
 # Riak's resource names, as clients discover them from GET /.
 RESOURCES = {
@@ -40,36 +34,6 @@ def runner_options() -> dict[str, Any]:
     # A stored object's Content-Encoding describes its bytes: they are stored as sent, never
     # decompressed on the way in.
     return {"auto_decompress": False}
-
-
-def error_response(status: int, message: str) -> web.Response:
-    return web.Response(status=status, text=message.rstrip("\n") + "\n", content_type="text/plain")
-
-
-def _handler_name(request: web.Request) -> str:
-    handler = request.match_info.handler
-    return getattr(handler, "__name__", "unmatched")
-
-
-@web.middleware
-async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        response: web.StreamResponse = await handler(request)
-    except SapwoodError as exc:
-        response = error_response(exc.status, exc.message)
-    except web.HTTPRequestEntityTooLarge:
-        response = error_response(
-            413, f"request body is larger than the limit of {MAX_OBJECT_BYTES} bytes")
-    except web.HTTPException as exc:
-        request.app[STATS].record(_handler_name(request), exc.status)
-        raise
-    except ConnectionResetError:
-        raise  # the client went away mid-answer: nothing to tell it
-    except Exception:
-        log.exception("internal error serving %s %s", request.method, request.path)
-        response = error_response(500, "internal error; the node's log has the details")
-    request.app[STATS].record(_handler_name(request), response.status)
-    return response
 
 
 # --- discovery, health, stats -------------------------------------------------------------------
@@ -98,9 +62,9 @@ async def stats(request: web.Request) -> web.Response:
 
 
 def _add_base_routes(app: web.Application) -> None:
-    app.router.add_get("/", resources)
-    app.router.add_get("/ping", ping)
-    app.router.add_get("/stats", stats)
+    app.router.add_get("/", guarded(resources))
+    app.router.add_get("/ping", guarded(ping))
+    app.router.add_get("/stats", guarded(stats))
 
 
 def make_app(node: Node, *, admin_from_anywhere: bool = False) -> web.Application:
@@ -108,7 +72,7 @@ def make_app(node: Node, *, admin_from_anywhere: bool = False) -> web.Applicatio
 
     Admin routes answer loopback clients only, unless `admin_from_anywhere`.
     """
-    app = web.Application(client_max_size=MAX_OBJECT_BYTES, middlewares=[errors])
+    app = web.Application(client_max_size=MAX_OBJECT_BYTES, )
     app[NODE] = node
     app[STATS] = HttpStats()
     app[ADMIN_FROM_ANYWHERE] = admin_from_anywhere

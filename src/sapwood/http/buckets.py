@@ -23,6 +23,7 @@ from sapwood.core.requests import (
     ListBuckets,
     ListKeys,
 )
+from sapwood.http.guard import guarded
 from sapwood.http.headers import HARVEST, harvest_text
 from sapwood.http.params import choice, flag, timeout_ms
 from sapwood.http.paths import LEGACY_PREFIX, bucket_path, type_of
@@ -160,17 +161,17 @@ async def set_type_props(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     for prefix in ("", "/types/{type}"):
-        app.router.add_route("GET", prefix + "/buckets", list_buckets)
-        app.router.add_route("GET", prefix + "/buckets/{bucket}/keys", list_keys)
+        app.router.add_route("GET", prefix + "/buckets", guarded(list_buckets))
+        app.router.add_route("GET", prefix + "/buckets/{bucket}/keys", guarded(list_keys))
         props = app.router.add_resource(prefix + "/buckets/{bucket}/props")
-        props.add_route("GET", get_bucket_props)
-        props.add_route("PUT", set_bucket_props)
-        props.add_route("POST", set_bucket_props)
-        props.add_route("DELETE", reset_bucket_props)
+        props.add_route("GET", guarded(get_bucket_props))
+        props.add_route("PUT", guarded(set_bucket_props))
+        props.add_route("POST", guarded(set_bucket_props))
+        props.add_route("DELETE", guarded(reset_bucket_props))
     type_props = app.router.add_resource("/types/{type}/props")
-    type_props.add_route("GET", get_type_props)
-    type_props.add_route("PUT", set_type_props)
-    app.router.add_route("GET", LEGACY_PREFIX, list_buckets)
+    type_props.add_route("GET", guarded(get_type_props))
+    type_props.add_route("PUT", guarded(set_type_props))
+    app.router.add_route("GET", LEGACY_PREFIX, guarded(list_buckets))
     legacy = app.router.add_resource(LEGACY_PREFIX + "/{bucket}")
-    legacy.add_route("GET", legacy_bucket)
-    legacy.add_route("PUT", set_bucket_props)
+    legacy.add_route("GET", guarded(legacy_bucket))
+    legacy.add_route("PUT", guarded(set_bucket_props))

@@ -20,6 +20,7 @@ from aiohttp import web
 from sapwood.core.cluster import AdminRequest
 from sapwood.core.errors import BadRequest
 from sapwood.http.admin import check_admin_peer as _check_peer
+from sapwood.http.guard import guarded
 from sapwood.http.state import node_of
 
 DEFAULT_CLUSTER_PORT = 8099
@@ -116,11 +117,11 @@ async def clear(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     prefix = "/admin/cluster"
-    app.router.add_get(f"{prefix}/status", status)
-    app.router.add_get(f"{prefix}/ring", ring)
-    app.router.add_post(f"{prefix}/join", join)
-    app.router.add_get(f"{prefix}/plan", plan)
-    app.router.add_post(f"{prefix}/commit", commit)
-    app.router.add_post(f"{prefix}/leave", leave)
-    app.router.add_post(f"{prefix}/force-remove", force_remove)
-    app.router.add_post(f"{prefix}/clear", clear)
+    app.router.add_get(f"{prefix}/status", guarded(status))
+    app.router.add_get(f"{prefix}/ring", guarded(ring))
+    app.router.add_post(f"{prefix}/join", guarded(join))
+    app.router.add_get(f"{prefix}/plan", guarded(plan))
+    app.router.add_post(f"{prefix}/commit", guarded(commit))
+    app.router.add_post(f"{prefix}/leave", guarded(leave))
+    app.router.add_post(f"{prefix}/force-remove", guarded(force_remove))
+    app.router.add_post(f"{prefix}/clear", guarded(clear))

@@ -31,6 +31,7 @@ from sapwood.core.errors import BadRequest, Conflict, NotFound, SapwoodError
 from sapwood.core.kvobject import KVObject
 from sapwood.core.requests import GetRequest, GetResult, PutResult, Quorum, UpdateRequest
 from sapwood.core.service import check_bkey
+from sapwood.http.guard import guarded
 from sapwood.http.headers import DELETED, parse_content_type
 from sapwood.http.objects import new_key
 from sapwood.http.params import flag, quorum, timeout_ms
@@ -246,13 +247,13 @@ async def typed_counter(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     counter = app.router.add_resource("/buckets/{bucket}/counters/{key}")
-    counter.add_route("GET", fetch_counter)
-    counter.add_route("POST", update_counter)
-    app.router.add_route("*", "/types/{type}/buckets/{bucket}/counters/{key}", typed_counter)
+    counter.add_route("GET", guarded(fetch_counter))
+    counter.add_route("POST", guarded(update_counter))
+    app.router.add_route("*", "/types/{type}/buckets/{bucket}/counters/{key}", guarded(typed_counter))
     keyed = app.router.add_resource("/types/{type}/buckets/{bucket}/datatypes/{key}")
-    keyed.add_route("GET", fetch_datatype)
-    keyed.add_route("HEAD", fetch_datatype)
-    keyed.add_route("POST", update_datatype)
+    keyed.add_route("GET", guarded(fetch_datatype))
+    keyed.add_route("HEAD", guarded(fetch_datatype))
+    keyed.add_route("POST", guarded(update_datatype))
     unkeyed = app.router.add_resource("/types/{type}/buckets/{bucket}/datatypes")
-    unkeyed.add_route("GET", missing_key)
-    unkeyed.add_route("POST", create_datatype)
+    unkeyed.add_route("GET", guarded(missing_key))
+    unkeyed.add_route("POST", guarded(create_datatype))

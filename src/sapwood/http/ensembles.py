@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from sapwood.http.admin import ADMIN_PREFIX, check_admin_peer
+from sapwood.http.guard import guarded
 from sapwood.http.state import node_of
 
 
@@ -23,4 +24,4 @@ async def ensemble_status(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_route("GET", ADMIN_PREFIX + "/ensembles", ensemble_status)
+    app.router.add_route("GET", ADMIN_PREFIX + "/ensembles", guarded(ensemble_status))

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from sapwood.core.index import IndexQuery, make_query
 from sapwood.core.requests import CoverageRequest, CoverageResult
+from sapwood.http.guard import guarded
 from sapwood.http.headers import HARVEST, harvest_text
 from sapwood.http.params import flag, positive_int, timeout_ms
 from sapwood.http.paths import bucket_path
@@ -84,5 +85,5 @@ async def _stream(request: web.Request, parts: list[dict[str, Any]], headers: di
 def add_routes(app: web.Application) -> None:
     for prefix in ("", "/types/{type}"):
         base = prefix + "/buckets/{bucket}/index/{field}/{start}"
-        app.router.add_route("GET", base, index_query)
-        app.router.add_route("GET", base + "/{end}", index_query)
+        app.router.add_route("GET", base, guarded(index_query))
+        app.router.add_route("GET", base + "/{end}", guarded(index_query))

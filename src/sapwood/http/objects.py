@@ -26,6 +26,7 @@ from sapwood.core.requests import (
 )
 from sapwood.core.service import check_bkey
 from sapwood.http.conditional import ReadOutcome, check_read, check_write, has_conditions
+from sapwood.http.guard import guarded
 from sapwood.http.headers import DELETED, VCLOCK, http_date, metadata_from_request
 from sapwood.http.params import flag, quorum, timeout_ms
 from sapwood.http.paths import LEGACY_PREFIX, BucketPath, bucket_path, key_of
@@ -217,16 +218,16 @@ def add_routes(app: web.Application) -> None:
     for prefix in ("", "/types/{type}"):
         key = app.router.add_resource(prefix + "/buckets/{bucket}/keys/{key}")
         for method in ("GET", "HEAD"):
-            key.add_route(method, fetch_object)
-        key.add_route("PUT", store_object)
-        key.add_route("POST", store_object)
-        key.add_route("DELETE", delete_object)
-        app.router.add_route("POST", prefix + "/buckets/{bucket}/keys", create_object)
-        app.router.add_route("GET", prefix + "/buckets/{bucket}/keys/{key}/preflist", preflist)
+            key.add_route(method, guarded(fetch_object))
+        key.add_route("PUT", guarded(store_object))
+        key.add_route("POST", guarded(store_object))
+        key.add_route("DELETE", guarded(delete_object))
+        app.router.add_route("POST", prefix + "/buckets/{bucket}/keys", guarded(create_object))
+        app.router.add_route("GET", prefix + "/buckets/{bucket}/keys/{key}/preflist", guarded(preflist))
     legacy = app.router.add_resource(LEGACY_PREFIX + "/{bucket}/{key}")
     for method in ("GET", "HEAD"):
-        legacy.add_route(method, fetch_object)
-    legacy.add_route("PUT", store_object)
-    legacy.add_route("POST", store_object)
-    legacy.add_route("DELETE", delete_object)
-    app.router.add_route("POST", LEGACY_PREFIX + "/{bucket}", create_object)
+        legacy.add_route(method, guarded(fetch_object))
+    legacy.add_route("PUT", guarded(store_object))
+    legacy.add_route("POST", guarded(store_object))
+    legacy.add_route("DELETE", guarded(delete_object))
+    app.router.add_route("POST", LEGACY_PREFIX + "/{bucket}", guarded(create_object))

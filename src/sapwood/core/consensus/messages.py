@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from sapwood.core.records import fast_init
+
 ABSENT: Final = "absent"
 """Expected-version marker: the write succeeds only if the key does not exist."""
 
@@ -28,6 +30,7 @@ class Version:
 # --- Commands a client may propose -------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Put:
     """Write `value` under `key` if the stored version is `expected` (None/ABSENT: key absent)."""
@@ -37,6 +40,7 @@ class Put:
     expected: Version | Literal["absent"] | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Delete:
     """Remove `key`; unconditional when `expected` is None, compare-and-delete otherwise."""
@@ -45,6 +49,7 @@ class Delete:
     expected: Version | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Get:
     """Read `key` through the log (a read that is also ordered with the writes)."""
@@ -52,11 +57,13 @@ class Get:
     key: bytes
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AddMember:
     member: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RemoveMember:
     member: str
@@ -68,11 +75,13 @@ ClientCommand = Put | Delete | Get | AddMember | RemoveMember
 # --- What log entries carry ----------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NoOp:
     """Appended by every new leader so it can commit (and so learn the commit index) in its term."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Reconfigure:
     """The complete voter set from this entry on (effective once appended, as in the Raft thesis)."""
@@ -83,6 +92,7 @@ class Reconfigure:
 EntryCommand = Put | Delete | Get | NoOp | Reconfigure
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Entry:
     term: int
@@ -107,6 +117,7 @@ def entry_size(entry: Entry) -> int:
     return command_size(entry.command)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SnapshotMeta:
     """Where a snapshot ends and which voters were configured at that point."""
@@ -119,6 +130,7 @@ class SnapshotMeta:
 # --- Replica-to-replica messages ----------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class VoteRequest:
     """Ask for a vote (or, with `pre_vote`, ask whether a vote would be granted at `term`)."""
@@ -130,6 +142,7 @@ class VoteRequest:
     pre_vote: bool
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class VoteResponse:
     group_id: str
@@ -138,6 +151,7 @@ class VoteResponse:
     pre_vote: bool
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AppendEntries:
     group_id: str
@@ -148,6 +162,7 @@ class AppendEntries:
     commit: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AppendResponse:
     """`match_index` on success; on rejection `rejected_index` echoes the probe and
@@ -161,6 +176,7 @@ class AppendResponse:
     hint_index: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
     """Leadership assertion of one numbered round; the rounds drive ReadIndex and the lease.
@@ -175,6 +191,7 @@ class Heartbeat:
     round: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HeartbeatResponse:
     group_id: str
@@ -182,6 +199,7 @@ class HeartbeatResponse:
     round: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class InstallSnapshot:
     """One chunk of the leader's snapshot, starting at byte `offset`."""
@@ -194,6 +212,7 @@ class InstallSnapshot:
     done: bool
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SnapshotResponse:
     """`next_offset` is the byte the follower wants next; `done` once it has installed it."""

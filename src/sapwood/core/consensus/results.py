@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 from sapwood.core import errors
 from sapwood.core.consensus.messages import Version
+from sapwood.core.records import fast_init
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Ok:
     """Success. For a write: the new version (value None after a delete); for a read: current."""
@@ -21,6 +23,7 @@ class Ok:
     value: bytes | None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Absent:
     """The key does not exist (a read, or an unconditional delete that found nothing)."""
@@ -28,6 +31,7 @@ class Absent:
     key: bytes
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Precondition:
     """The expected version did not match; nothing changed (HTTP 412)."""
@@ -35,6 +39,7 @@ class Precondition:
     message: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NotLeader:
     """This replica cannot serve the request; `leader_hint` is the leader it last heard of."""
@@ -42,6 +47,7 @@ class NotLeader:
     leader_hint: str | None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Unavailable:
     """Refused without effect: no quorum, a full queue, or superseded before commit."""
@@ -49,6 +55,7 @@ class Unavailable:
     message: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Indeterminate:
     """The write was in the log but its fate is unknown here (leadership lost, timed out)."""
@@ -56,6 +63,7 @@ class Indeterminate:
     message: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Invalid:
     """The request is malformed or not allowed (e.g. removing the last member)."""
@@ -63,11 +71,13 @@ class Invalid:
     message: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TooLarge:
     message: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ConfigApplied:
     """A membership change committed; `members` is the voter set it installed."""
