@@ -113,7 +113,6 @@ class GetCoordinator(_KeyCoordinator):
             basic_quorum=quorums.basic_quorum, primaries=sum(e.primary for e in preflist),
             asked=len(preflist),
         )
-        self._node_of = {e.partition: e.node for e in preflist}
         self._merged: tuple[int, KVObject | None] = (0, None)  # (replies merged, their merge)
 
     @property
@@ -189,11 +188,15 @@ class GetCoordinator(_KeyCoordinator):
         effects: list[Effect] = []
         for partition, obj in self.replies.items():
             if not kvobject.equivalent(obj, merged):
-                effects.append(Send(self._node_of[partition], Replicate(
+                effects.append(Send(self._node_of(partition), Replicate(
                     -1, "", partition, self.bkey, merged, self.mode.allow_mult)))
         if merged.is_tombstone and not effects and self._all_primaries_replied():
             effects += reap_effects(self.bkey, self.preflist, merged, self.mode.delete_mode)
         return effects
+
+    def _node_of(self, partition: int) -> str:
+        # Only read repair needs it: not worth a dict per request.
+        return next(e.node for e in self.preflist if e.partition == partition)
 
     def _all_primaries_replied(self) -> bool:
         primaries = [e.partition for e in self.preflist if e.primary]

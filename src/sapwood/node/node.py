@@ -163,10 +163,11 @@ class Node:
         self._check_capacity()
         started = time.perf_counter()
         req_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._waiters[req_id] = future
         if not self._unsubmitted:
-            asyncio.get_running_loop().call_soon(self._submit_turn)
+            loop.call_soon(self._submit_turn)
         self._unsubmitted.append((req_id, request))
         try:
             result = await future
@@ -181,18 +182,20 @@ class Node:
         """Hand this turn's requests to the core, in batches that share a commit."""
         pending, self._unsubmitted = self._unsubmitted, []
         for start in range(0, len(pending), MAX_SUBMIT_BATCH):
-            batch = pending[start:start + MAX_SUBMIT_BATCH]
-            try:
-                if len(batch) == 1:
-                    effects = self.core.submit(batch[0][0], batch[0][1], core_ms())
-                else:
-                    effects = self.core.submit_all(batch, core_ms())
-            except Exception as exc:
-                log.exception("submitting %d requests failed", len(batch))
-                for req_id, _ in batch:
-                    self._fail(req_id, exc)
-                continue
-            self.execute(effects)
+            self._submit_batch(pending[start:start + MAX_SUBMIT_BATCH])
+
+    def _submit_batch(self, batch: list[tuple[int, Request | AdminRequest]]) -> None:
+        try:
+            if len(batch) == 1:
+                effects = self.core.submit(batch[0][0], batch[0][1], core_ms())
+            else:
+                effects = self.core.submit_all(batch, core_ms())
+        except Exception as exc:
+            log.exception("submitting %d requests failed", len(batch))
+            for req_id, _ in batch:
+                self._fail(req_id, exc)
+            return
+        self.execute(effects)
 
     def _fail(self, req_id: int, exc: Exception) -> None:
         waiter = self._waiters.get(req_id)
