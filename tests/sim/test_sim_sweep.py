@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from sapwood.sim.faults import ALL_FAULTS
-from sapwood.sim.runner import RunOptions, run_seed, sweep
+from sapwood.sim.runner import RunOptions, RunReport, run_seed, sweep
 from sim.regression_seeds import REGRESSIONS, Regression, apply_pending_fixes
 
 SWEEP_SEEDS = range(10_000, 10_100)  # fixed, so CI is reproducible; sized for about 20-30 s
@@ -32,3 +32,27 @@ def test_a_short_sweep_with_every_fault_passes() -> None:
     failures = "\n\n".join(r.summary() for r in result.failures)
     assert result.runs == len(SWEEP_SEEDS)
     assert result.passed, failures
+
+
+def _runs(seeds: range, options: RunOptions, jobs: int) -> dict[int, tuple[str, bool]]:
+    seen: dict[int, tuple[str, bool]] = {}
+
+    def note(report: RunReport) -> None:
+        seen[report.seed] = (report.digest, report.passed)
+
+    result = sweep(seeds, options, jobs=jobs, on_report=note)
+    assert result.runs == len(seeds) and not result.stopped_by_budget
+    return seen
+
+
+def test_a_sweep_on_two_processes_gives_every_seed_the_same_run() -> None:
+    seeds, options = range(20, 26), RunOptions(ops=150, faults=ALL_FAULTS)
+    on_two = _runs(seeds, options, jobs=2)
+    assert on_two == _runs(seeds, options, jobs=1)
+    assert sorted(on_two) == list(seeds)
+    assert len({digest for digest, _ in on_two.values()}) == len(seeds)
+
+
+def test_a_sweep_out_of_budget_starts_no_more_runs() -> None:
+    result = sweep(range(100), RunOptions(ops=100), budget_s=0.0, jobs=2)
+    assert result.runs == 0 and result.stopped_by_budget

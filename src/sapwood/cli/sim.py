@@ -10,7 +10,14 @@ import sys
 import click
 
 from sapwood.sim.faults import ALL_FAULTS, Fault, format_faults, parse_faults
-from sapwood.sim.runner import SCENARIOS, RunOptions, RunReport, run_seed, sweep
+from sapwood.sim.runner import (
+    MAX_SWEEP_JOBS,
+    SCENARIOS,
+    RunOptions,
+    RunReport,
+    run_seed,
+    sweep,
+)
 
 
 def _faults(ctx: click.Context, param: click.Parameter, value: str) -> frozenset[Fault]:
@@ -80,8 +87,11 @@ def run(seed: int, nodes: int, faults: frozenset[Fault], ops: int, ring_size: in
 @_common
 @click.option("--budget", type=float, default=None,
               help="Stop starting new runs after this many seconds (CI's time box).")
+@click.option("--jobs", type=click.IntRange(1, MAX_SWEEP_JOBS), default=1, show_default=True,
+              help="Seeds run at once, each in its own process (e.g. one per core).")
 def sweep_command(seeds: int, start: int, nodes: int, faults: frozenset[Fault], ops: int,
-                  ring_size: int, clients: int, workload: str, budget: float | None) -> None:
+                  ring_size: int, clients: int, workload: str, budget: float | None,
+                  jobs: int) -> None:
     """Run many seeds; print every failing seed with the command that reproduces it."""
     if seeds < 1:
         raise click.BadParameter("at least one seed", param_hint="--seeds")
@@ -96,12 +106,12 @@ def sweep_command(seeds: int, start: int, nodes: int, faults: frozenset[Fault], 
             bar.update(1)
 
         result = sweep(range(start, start + seeds), options, budget_s=budget,
-                       on_report=progress)
+                       on_report=progress, jobs=jobs)
     rate = result.client_ops / result.real_s if result.real_s else 0.0
     click.echo(f"{result.runs} seeds in {result.real_s:.1f} s ({result.client_ops} client ops, "
                f"{rate:,.0f} ops/s); {len(failed)} failed"
                + (" (stopped by the time budget)" if result.stopped_by_budget else ""))
-    for report in failed:
+    for report in sorted(failed, key=lambda r: r.seed):
         reasons = "; ".join(v.line() for v in report.failures)
         if report.error:
             last = report.error.strip().splitlines()[-1]

@@ -12,7 +12,8 @@ import importlib
 import random
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,6 +43,7 @@ PROBE_RETRY_MS = 200
 FINAL_READ_LIMIT_MS = 60_000
 CLOCK_SKEW_MS = 500
 CLOCK_DRIFT = 0.01
+MAX_SWEEP_JOBS = 64  # processes of one sweep
 PROBE_TYPE = "sim_probe"  # the liveness probe's writes, apart from every scenario's keys
 PROBE_BUCKET = "probe"
 # Scenario name -> (module, attribute) of its ScenarioSpec; imported when a run asks for it.
@@ -359,24 +361,60 @@ class SweepReport:
 def sweep(
     seeds: Iterable[int], options: RunOptions | None = None, *,
     budget_s: float | None = None, on_report: Callable[[RunReport], None] | None = None,
+    jobs: int = 1,
 ) -> SweepReport:
-    """Run every seed (stopping early once `budget_s` of real time is spent)."""
+    """Run every seed on `jobs` processes (starting no new run once `budget_s` of real time is
+    spent). Each run is deterministic on its own, so the number of jobs changes no verdict."""
+    if not 1 <= jobs <= MAX_SWEEP_JOBS:
+        raise ValueError(f"jobs must be from 1 to {MAX_SWEEP_JOBS}")
     options = options or RunOptions()
+    seeds = list(seeds)
     result = SweepReport(options)
     started = time.perf_counter()
-    for seed in seeds:
-        if budget_s is not None and time.perf_counter() - started >= budget_s:
-            result.stopped_by_budget = True
-            break
-        report = run_seed(seed, options)
+
+    def out_of_time() -> bool:
+        return budget_s is not None and time.perf_counter() - started >= budget_s
+
+    for report in run_seeds(seeds, options, jobs, out_of_time):
         result.runs += 1
         result.client_ops += report.client_ops
         if not report.passed:
             result.failures.append(report)
         if on_report is not None:
             on_report(report)
+    result.stopped_by_budget = result.runs < len(seeds)
+    result.failures.sort(key=lambda r: r.seed)
     result.real_s = time.perf_counter() - started
     return result
+
+
+def run_seeds(seeds: list[int], options: RunOptions, jobs: int, stop: Callable[[], bool]
+              ) -> Iterator[RunReport]:
+    """Each seed's report as its run ends (in seed order on one job); no run starts once
+    `stop()` is true."""
+    if jobs == 1:
+        for seed in seeds:
+            if stop():
+                return
+            yield run_seed(seed, options)
+        return
+    waiting = iter(seeds)
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        running: set[Future[RunReport]] = set()
+
+        def start_next() -> None:
+            seed = None if stop() else next(waiting, None)
+            if seed is not None:
+                running.add(pool.submit(run_seed, seed, options))
+
+        for _ in range(jobs):
+            start_next()
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: f.result().seed):
+                running.discard(future)
+                yield future.result()
+                start_next()
 
 
 def with_faults(options: RunOptions, faults: Iterable[Fault]) -> RunOptions:
