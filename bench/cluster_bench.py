@@ -14,14 +14,14 @@ etcd's, against the cluster issue's target (>= 1.0x). See bench/README.md.
 
 etcd is found on the PATH or, as root on Debian, installed with `apt-get install etcd-server`
 (bench/etcd.py runs and fills the etcd cluster). The single-node harness (bench/http_bench.py)
-provides wrk handling, the report parser and the process helpers; the Sapwood cluster is formed
-with the devrel code (sapwood.cli.devrel).
+provides wrk handling, the report parser and the process helpers, bench/harness.py the options,
+the report's tail and the results file; the Sapwood cluster is formed with the devrel code
+(sapwood.cli.devrel). bench/consistent_bench.py reuses this module's etcd and cluster code.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shlex
@@ -32,38 +32,42 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from etcd import ETCD_OPERATION, ETCD_SCRIPTS, EtcdCluster, etcd_version, find_etcd, http_json
+from harness import (
+    BenchError,
+    add_load_arguments,
+    check_load_arguments,
+    format_ms,
+    free_port,
+    log_tails,
+    print_report,
+    run_main,
+    start_server,
+    stop_process,
+    unmeasured_status,
+    write_results,
+)
 from http_bench import (
     BUCKET,
     OPERATIONS,
-    REPO_ROOT,
-    RESULTS_DIR,
     WRK_OVERRUN_S,
     WRK_SCRIPTS,
-    BenchError,
     WrkResult,
-    _ms,
     _notes,
     fill_keys,
     find_wrk,
-    free_port,
-    log_tail,
     parse_wrk_output,
-    start_server,
-    stop_process,
     wrk_version,
 )
 
 MEMBERS = 3
 # The cluster issue's targets: Sapwood's req/s as a multiple of etcd's (put and range).
 TARGET_RATIO = {"PUT": 1.0, "GET": 1.0}
-STARTUP_TIMEOUT_S = 30.0
 HANDOFF_TIMEOUT_S = 300.0
-MAX_KEYS = 1_000_000
-MAX_VALUE_SIZE = 1 << 20
 PERCENTILES = ("50", "75", "90", "99")
 HISTOGRAM_LINE = "hist "
 
@@ -245,12 +249,20 @@ def measure_operations(
 # ---------------------------------------------------------------------------- etcd
 
 
-def measure_etcd(etcd: str, wrk: str, config: ClusterConfig, tmp_dir: Path) -> SystemResult:
+def measure_etcd(
+    etcd: str, wrk: str, config: ClusterConfig, tmp_dir: Path, *, prefill: bool = False
+) -> SystemResult:
+    """Start an etcd cluster, measure put then range, stop it; `prefill` writes every key before
+    the timed puts (the starting point of a system that creates its keys first)."""
     system = SystemResult(name="etcd", version=etcd_version(etcd))
     cluster = EtcdCluster(etcd, tmp_dir, MEMBERS)
     system.commands.extend(cluster.commands)
+    out_dir = tmp_dir / "etcd-wrk"
+    out_dir.mkdir()
     try:
         cluster.start(config.startup_timeout_s)
+        if prefill:
+            cluster.prepare_get(BUCKET, config.keys, config.value_size, covered=False)
         plan = LoadPlan(
             urls=cluster.urls,
             scripts=dict(ETCD_SCRIPTS),
@@ -259,8 +271,10 @@ def measure_etcd(etcd: str, wrk: str, config: ClusterConfig, tmp_dir: Path) -> S
         )
         measure_operations(
             system, wrk, plan, config, BUCKET,
-            lambda covered: cluster.prepare_get(BUCKET, config.keys, config.value_size, covered),
-            tmp_dir,
+            lambda covered: cluster.prepare_get(
+                BUCKET, config.keys, config.value_size, covered or prefill
+            ),
+            out_dir,
         )
     except BenchError as error:
         system.error = str(error) + cluster.log_tails()
@@ -325,12 +339,18 @@ def prepare_sapwood_get(url: str, config: ClusterConfig, covered: bool) -> None:
         fill_keys(url, config.keys, config.value_size)
 
 
-def measure_sapwood(
-    wrk: str, config: ClusterConfig, tmp_dir: Path, extra_args: list[str]
-) -> SystemResult:
+def sapwood_system() -> SystemResult:
     from sapwood import __version__
 
-    system = SystemResult(name="sapwood", version=f"sapwood {__version__}")
+    return SystemResult(name="sapwood", version=f"sapwood {__version__}")
+
+
+def with_sapwood_cluster(
+    system: SystemResult, config: ClusterConfig, tmp_dir: Path, extra_args: list[str],
+    measure: Callable[[list[Any]], None],
+) -> None:
+    """Start MEMBERS devrel nodes (with `extra_args`), form the cluster, run measure(nodes) and
+    stop every node; a failure lands in system.error with the nodes' log tails."""
     nodes = sapwood_nodes(tmp_dir)
     logs = [node.data_dir / "node.log" for node in nodes]
     try:
@@ -341,6 +361,21 @@ def measure_sapwood(
             print(f"[sapwood] starting: {shlex.join(command)}", flush=True)
             node.process = start_server(command, log)
         form_sapwood_cluster(nodes, config)
+        measure(nodes)
+    except (BenchError, OSError, ValueError) as error:
+        system.error = str(error) + log_tails(logs)
+    finally:
+        for node in nodes:
+            if node.process is not None:
+                stop_process(node.process)
+
+
+def measure_sapwood(
+    wrk: str, config: ClusterConfig, tmp_dir: Path, extra_args: list[str]
+) -> SystemResult:
+    system = sapwood_system()
+
+    def measure(nodes: list[Any]) -> None:
         n_val = bucket_n_val(nodes[0].url)
         if n_val != MEMBERS:
             raise BenchError(f"bucket {BUCKET} has n_val={n_val}, expected {MEMBERS}")
@@ -357,18 +392,9 @@ def measure_sapwood(
             lambda covered: prepare_sapwood_get(nodes[0].url, config, covered),
             tmp_dir,
         )
-    except (BenchError, OSError, ValueError) as error:
-        system.error = str(error) + _log_tails(logs)
-    finally:
-        for node in nodes:
-            if node.process is not None:
-                stop_process(node.process)
+
+    with_sapwood_cluster(system, config, tmp_dir, extra_args, measure)
     return system
-
-
-def _log_tails(logs: list[Path]) -> str:
-    tails = [f"\n--- last lines of {log.name} ---\n{tail}" for log in logs if (tail := log_tail(log))]
-    return "".join(tails)
 
 
 # ---------------------------------------------------------------------------- report
@@ -381,43 +407,52 @@ def operation_label(system: str, operation: str, config: ClusterConfig) -> str:
     return f"{operation} ({quorum})"
 
 
-def format_table(etcd: SystemResult, sapwood: SystemResult, config: ClusterConfig) -> str:
-    lines = [
-        f"{'system':<9}{'operation':<13}{'req/s':>9}{'p50':>10}{'p99':>10}{'CPU/req':>10}  notes"
-    ]
+def format_table(
+    etcd: SystemResult, sapwood: SystemResult, label: Callable[[str, str], str],
+    label_width: int = 13,
+) -> str:
+    """A row per operation and system; label(system name, operation) names the operation."""
+    w = label_width
+    lines = [f"{'system':<9}{'operation':<{w}}{'req/s':>9}{'p50':>10}{'p99':>10}{'CPU/req':>10}"
+             "  notes"]
     for operation in OPERATIONS:
         for system in (etcd, sapwood):
-            label = operation_label(system.name, operation, config)
+            name = label(system.name, operation)
             run = system.operations.get(operation)
             if run is None:
                 why = "failed" if system.ran else "not run"
-                lines.append(
-                    f"{system.name:<9}{label:<13}{'-':>9}{'-':>10}{'-':>10}{'-':>10}  {why}"
-                )
+                lines.append(f"{system.name:<9}{name:<{w}}{'-':>9}{'-':>10}{'-':>10}{'-':>10}"
+                             f"  {why}")
                 continue
+            cpu = system.cpu_ms_per_request[operation]
             lines.append(
-                f"{system.name:<9}{label:<13}{run.requests_per_s:>9.0f}{_ms(run.p50_ms):>10}"
-                f"{_ms(run.p99_ms):>10}{_ms(system.cpu_ms_per_request[operation]):>10}"
+                f"{system.name:<9}{name:<{w}}{run.requests_per_s:>9.0f}"
+                f"{format_ms(run.p50_ms):>10}{format_ms(run.p99_ms):>10}{format_ms(cpu):>10}"
                 f"  {_notes(run, operation)}".rstrip()
             )
     return "\n".join(lines)
 
 
-def compare(etcd: SystemResult, sapwood: SystemResult) -> dict[str, dict[str, Any]]:
-    """Sapwood's req/s over etcd's per operation, against the target; errors make it a MISS."""
+def _clean(run: WrkResult) -> bool:
+    return run.non_2xx == 0 and run.socket_errors == 0
+
+
+def compare(
+    etcd: SystemResult, sapwood: SystemResult, targets: dict[str, float]
+) -> dict[str, dict[str, Any]]:
+    """Sapwood's req/s over etcd's per operation, against `targets`; errors make it a MISS."""
     verdicts: dict[str, dict[str, Any]] = {}
     for operation in OPERATIONS:
         base, ours = etcd.operations.get(operation), sapwood.operations.get(operation)
         if base is None or ours is None or base.requests_per_s <= 0:
             continue
         ratio = ours.requests_per_s / base.requests_per_s
-        clean = ours.non_2xx == 0 and ours.socket_errors == 0
         verdicts[operation] = {
             "ratio": ratio,
-            "target": TARGET_RATIO[operation],
-            "pass": ratio >= TARGET_RATIO[operation] and clean,
-            "clean": clean,
-            "etcd_clean": base.non_2xx == 0 and base.socket_errors == 0,
+            "target": targets[operation],
+            "pass": ratio >= targets[operation] and _clean(ours),
+            "clean": _clean(ours),
+            "etcd_clean": _clean(base),
             "p99_ratio": ours.p99_ms / base.p99_ms if base.p99_ms > 0 else None,
         }
     return verdicts
@@ -431,14 +466,14 @@ def format_verdicts(verdicts: dict[str, dict[str, Any]]) -> str:
         if not verdict["etcd_clean"]:
             caveat += "  (etcd answered errors: see notes)"
         versus = f"Sapwood {operation} / etcd {ETCD_OPERATION[operation]}:"
-        lines.append(
-            f"{versus:<26}{verdict['ratio']:5.2f}x req/s "
-            f"(target >= {verdict['target']:.1f}x)  {status}{caveat}"
-        )
+        p99 = verdict["p99_ratio"]
+        p99_text = f", p99 {p99:.2f}x etcd's" if p99 is not None else ""
+        lines.append(f"{versus:<26}{verdict['ratio']:5.2f}x req/s (target >= "
+                     f"{verdict['target']:.2f}x){p99_text}  {status}{caveat}")
     return "\n".join(lines)
 
 
-def _system_json(system: SystemResult) -> dict[str, Any]:
+def system_json(system: SystemResult) -> dict[str, Any]:
     return {
         "ran": system.ran,
         "version": system.version,
@@ -452,47 +487,47 @@ def _system_json(system: SystemResult) -> dict[str, Any]:
     }
 
 
-def write_results(payload: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"cluster-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
-
-
 # ---------------------------------------------------------------------------- main
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser, *, keys: int) -> None:
+    """The load options (one wrk per member), --sapwood-arg and --only."""
+    add_load_arguments(parser, connections=64, threads=1, keys=keys, per_member=True)
+    parser.add_argument(
+        "--sapwood-arg", action="append", default=[], metavar="ARG",
+        help="extra `sapwood start` argument for every node, repeatable "
+        "(e.g. --sapwood-arg=--sync=fsync to fsync like etcd does)",
+    )
+    parser.add_argument("--only", choices=("etcd", "sapwood"), help="measure one system only")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="3-node Sapwood (n_val=3) PUT/GET throughput and latency beside 3-member etcd."
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=64, help="in total, over 3 members")
-    parser.add_argument("--threads", type=int, default=1, help="threads of each member's wrk")
-    parser.add_argument("--keys", type=int, default=10_000, help="distinct keys cycled through")
-    parser.add_argument("--value-size", type=int, default=256, help="value size in bytes")
+    add_cluster_arguments(parser, keys=10_000)
     parser.add_argument("--w", type=int, default=2, help="Sapwood PUT write quorum")
     parser.add_argument("--r", type=int, default=2, help="Sapwood GET read quorum")
-    parser.add_argument(
-        "--sapwood-arg", action="append", default=[], metavar="ARG",
-        help="extra `sapwood start` argument for every node, repeatable "
-        "(e.g. --sapwood-arg=--sync=fsync to fsync like etcd does)",
-    )
-    parser.add_argument("--startup-timeout", type=float, default=STARTUP_TIMEOUT_S)
-    parser.add_argument("--only", choices=("etcd", "sapwood"), help="measure one system only")
-    parser.add_argument("--no-install", action="store_true", help="never apt-get install")
     args = parser.parse_args(argv)
-    if not MEMBERS * args.threads <= args.connections:
-        parser.error(f"need {MEMBERS} x --threads <= --connections")
-    if not 1 <= args.keys <= MAX_KEYS:
-        parser.error(f"--keys must be between 1 and {MAX_KEYS}")
-    if not 1 <= args.value_size <= MAX_VALUE_SIZE:
-        parser.error(f"--value-size must be between 1 and {MAX_VALUE_SIZE}")
-    if args.duration < 1:
-        parser.error("--duration must be at least 1 second")
+    check_load_arguments(parser, args, wrk_processes=MEMBERS)
     if not (1 <= args.w <= MEMBERS and 1 <= args.r <= MEMBERS):
         parser.error(f"--w and --r must be between 1 and {MEMBERS}")
     return args
+
+
+def cluster_config(args: argparse.Namespace, w: int = 0, r: int = 0) -> ClusterConfig:
+    return ClusterConfig(
+        duration_s=args.duration, connections=args.connections, threads=args.threads,
+        keys=args.keys, value_size=args.value_size, w=w, r=r,
+        startup_timeout_s=args.startup_timeout,
+    )
+
+
+def find_tools(args: argparse.Namespace) -> tuple[str, str | None]:
+    """wrk's path, and etcd's unless only Sapwood is measured."""
+    wrk = find_wrk(allow_install=not args.no_install)
+    etcd = None if args.only == "sapwood" else find_etcd(allow_install=not args.no_install)
+    return wrk, etcd
 
 
 def describe(
@@ -519,13 +554,8 @@ def describe(
 
 
 def run(args: argparse.Namespace) -> int:
-    config = ClusterConfig(
-        duration_s=args.duration, connections=args.connections, threads=args.threads,
-        keys=args.keys, value_size=args.value_size, w=args.w, r=args.r,
-        startup_timeout_s=args.startup_timeout,
-    )
-    wrk = find_wrk(allow_install=not args.no_install)
-    etcd = None if args.only == "sapwood" else find_etcd(allow_install=not args.no_install)
+    config = cluster_config(args, w=args.w, r=args.r)
+    wrk, etcd = find_tools(args)
     load_before = os.getloadavg()[0]
     header = describe(config, wrk, etcd, args.sapwood_arg, load_before)
     print(header, flush=True)
@@ -537,43 +567,24 @@ def run(args: argparse.Namespace) -> int:
             etcd_result = measure_etcd(etcd, wrk, config, tmp_dir)
         if args.only != "etcd":
             sapwood_result = measure_sapwood(wrk, config, tmp_dir, args.sapwood_arg)
-    verdicts = compare(etcd_result, sapwood_result)
-    print()
-    print(header)
-    print(format_table(etcd_result, sapwood_result, config))
-    if verdicts:
-        print(format_verdicts(verdicts))
-    for system in (etcd_result, sapwood_result):
-        if system.error:
-            print(f"\n[{system.name}] could not be measured: {system.error}", file=sys.stderr)
-    path = write_results({
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    verdicts = compare(etcd_result, sapwood_result, TARGET_RATIO)
+    label = partial(operation_label, config=config)
+    print_report(header, [format_table(etcd_result, sapwood_result, label),
+                          format_verdicts(verdicts)], [etcd_result, sapwood_result])
+    write_results("cluster", {
         "config": asdict(config),
         "sapwood_args": args.sapwood_arg,
-        "cpu_cores": os.cpu_count(),
         "load_average_before": load_before,
         "wrk": wrk_version(wrk),
-        "etcd": _system_json(etcd_result),
-        "sapwood": _system_json(sapwood_result),
+        "etcd": system_json(etcd_result),
+        "sapwood": system_json(sapwood_result),
         "verdicts": verdicts,
     })
-    print(f"\nresults written to {path.relative_to(REPO_ROOT)}")
-    return 1 if etcd_result.error or sapwood_result.error else 0
+    return unmeasured_status([etcd_result, sapwood_result])
 
 
 def main(argv: list[str] | None = None) -> int:
-    # `python bench/cluster_bench.py` from a checkout: Sapwood's devrel code comes from src/.
-    sys.path.insert(0, str(REPO_ROOT / "src"))
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except BenchError as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        # Every member and wrk process was already stopped by the finally blocks on the way out.
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

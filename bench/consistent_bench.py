@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -41,41 +39,42 @@ from cluster_bench import (
     ClusterConfig,
     LoadPlan,
     SystemResult,
-    _system_json,
-    form_sapwood_cluster,
+    add_cluster_arguments,
+    cluster_config,
+    compare,
+    find_tools,
+    format_table,
+    format_verdicts,
+    measure_etcd,
     measure_operations,
-    sapwood_nodes,
+    sapwood_system,
     split_connections,
+    system_json,
+    with_sapwood_cluster,
 )
-from etcd import ETCD_OPERATION, ETCD_SCRIPTS, EtcdCluster, etcd_version, find_etcd, http_json
-from http_bench import (
-    BUCKET,
-    OPERATIONS,
-    REPO_ROOT,
-    RESULTS_DIR,
+from etcd import ETCD_OPERATION, etcd_version, http_json
+from harness import (
     BenchError,
-    _ms,
-    _notes,
-    find_wrk,
-    log_tail,
-    start_server,
-    stop_process,
-    wrk_version,
+    check_load_arguments,
+    print_report,
+    run_main,
+    unmeasured_status,
+    write_results,
 )
+from http_bench import BUCKET, wrk_version
 
 TARGET_RATIO = {"PUT": 0.75, "GET": 1.0}
 BUCKET_TYPE = "strong"
 BUCKET_PATH = f"/types/{BUCKET_TYPE}/buckets/{BUCKET}"
 SAPWOOD_SCRIPTS = {"PUT": "consistent_put.lua", "GET": "consistent_get.lua"}
 VCLOCK = "X-Riak-Vclock"
-STARTUP_TIMEOUT_S = 30.0
 TYPE_TIMEOUT_S = 30.0
 FILL_CONCURRENCY = 32
 FILL_TIMEOUT_S = 300.0
 FILL_RETRY_PAUSE_S = 0.2
 MAX_FILL_ATTEMPTS = 50  # per key: the first writes to a group wait for its election
-MAX_KEYS = 1_000_000
-MAX_VALUE_SIZE = 1 << 20
+# The value starts with "kI|" naming its key (see key_body): room for it and a few bytes more.
+MIN_VALUE_SIZE = 16
 OPS_LINE = "ops "
 
 
@@ -173,22 +172,12 @@ def count_ops(out_dir: Path) -> dict[str, int]:
 
 def measure_sapwood(wrk: str, config: ClusterConfig, tmp_dir: Path, extra_args: list[str]
                     ) -> tuple[SystemResult, dict[str, Any]]:
-    from sapwood import __version__
-
-    system = SystemResult(name="sapwood", version=f"sapwood {__version__}")
+    system = sapwood_system()
     detail: dict[str, Any] = {}
-    nodes = sapwood_nodes(tmp_dir)
-    logs = [node.data_dir / "node.log" for node in nodes]
     out_dir = tmp_dir / "sapwood-wrk"
     out_dir.mkdir()
-    try:
-        for node, log in zip(nodes, logs, strict=True):
-            node.data_dir.mkdir(parents=True, exist_ok=True)
-            command = [*node.command(), *extra_args]
-            system.commands.append(command)
-            print(f"[sapwood] starting: {shlex.join(command)}", flush=True)
-            node.process = start_server(command, log)
-        form_sapwood_cluster(nodes, config)
+
+    def measure(nodes: list[Any]) -> None:
         urls = tuple(node.url for node in nodes)
         create_consistent_type(urls)
         contexts = tmp_dir / "contexts.txt"
@@ -202,13 +191,8 @@ def measure_sapwood(wrk: str, config: ClusterConfig, tmp_dir: Path, extra_args: 
                            out_dir)
         detail["put_ops"] = count_ops(out_dir)
         detail["ensembles"] = ensemble_counters(urls)
-    except (BenchError, OSError, ValueError) as error:
-        tails = [f"\n--- last lines of {log.name} ---\n{t}" for log in logs if (t := log_tail(log))]
-        system.error = str(error) + "".join(tails)
-    finally:
-        for node in nodes:
-            if node.process is not None:
-                stop_process(node.process)
+
+    with_sapwood_cluster(system, config, tmp_dir, extra_args, measure)
     return system, detail
 
 
@@ -223,34 +207,6 @@ def ensemble_counters(urls: tuple[str, ...]) -> dict[str, int]:
     return dict(totals)
 
 
-# ---------------------------------------------------------------------------- etcd
-
-
-def measure_etcd(etcd: str, wrk: str, config: ClusterConfig, tmp_dir: Path) -> SystemResult:
-    system = SystemResult(name="etcd", version=etcd_version(etcd))
-    cluster = EtcdCluster(etcd, tmp_dir, MEMBERS)
-    system.commands.extend(cluster.commands)
-    out_dir = tmp_dir / "etcd-wrk"
-    out_dir.mkdir()
-    try:
-        cluster.start(config.startup_timeout_s)
-        # The same starting point as Sapwood's: every key exists before the timed puts.
-        cluster.prepare_get(BUCKET, config.keys, config.value_size, covered=False)
-        plan = LoadPlan(urls=cluster.urls, scripts=dict(ETCD_SCRIPTS),
-                        extra_arg={"PUT": cluster.gateway, "GET": cluster.gateway},
-                        pids=cluster.pids)
-        measure_operations(
-            system, wrk, plan, config, BUCKET,
-            lambda covered: cluster.prepare_get(BUCKET, config.keys, config.value_size, True),
-            out_dir,
-        )
-    except BenchError as error:
-        system.error = str(error) + cluster.log_tails()
-    finally:
-        cluster.stop()
-    return system
-
-
 # ---------------------------------------------------------------------------- report
 
 
@@ -258,54 +214,6 @@ def operation_label(system: str, operation: str) -> str:
     if system == "etcd":
         return f"{operation} ({ETCD_OPERATION[operation]})"
     return f"{operation} ({'CAS' if operation == 'PUT' else 'linear.'})"
-
-
-def format_table(etcd: SystemResult, sapwood: SystemResult) -> str:
-    lines = [f"{'system':<9}{'operation':<15}{'req/s':>9}{'p50':>10}{'p99':>10}{'CPU/req':>10}"
-             "  notes"]
-    for operation in OPERATIONS:
-        for system in (etcd, sapwood):
-            label = operation_label(system.name, operation)
-            run = system.operations.get(operation)
-            if run is None:
-                why = "failed" if system.ran else "not run"
-                lines.append(f"{system.name:<9}{label:<15}{'-':>9}{'-':>10}{'-':>10}{'-':>10}"
-                             f"  {why}")
-                continue
-            lines.append(
-                f"{system.name:<9}{label:<15}{run.requests_per_s:>9.0f}{_ms(run.p50_ms):>10}"
-                f"{_ms(run.p99_ms):>10}{_ms(system.cpu_ms_per_request[operation]):>10}"
-                f"  {_notes(run, operation)}".rstrip())
-    return "\n".join(lines)
-
-
-def compare(etcd: SystemResult, sapwood: SystemResult) -> dict[str, dict[str, Any]]:
-    verdicts: dict[str, dict[str, Any]] = {}
-    for operation in OPERATIONS:
-        base, ours = etcd.operations.get(operation), sapwood.operations.get(operation)
-        if base is None or ours is None or base.requests_per_s <= 0:
-            continue
-        ratio = ours.requests_per_s / base.requests_per_s
-        clean = ours.non_2xx == 0 and ours.socket_errors == 0
-        verdicts[operation] = {
-            "ratio": ratio, "target": TARGET_RATIO[operation], "clean": clean,
-            "pass": ratio >= TARGET_RATIO[operation] and clean,
-            "p99_ratio": ours.p99_ms / base.p99_ms if base.p99_ms > 0 else None,
-        }
-    return verdicts
-
-
-def format_verdicts(verdicts: dict[str, dict[str, Any]]) -> str:
-    lines = []
-    for operation, verdict in verdicts.items():
-        status = "PASS" if verdict["pass"] else "MISS"
-        caveat = "" if verdict["clean"] else "  (Sapwood answered errors: see notes)"
-        versus = f"Sapwood {operation} / etcd {ETCD_OPERATION[operation]}:"
-        p99 = verdict["p99_ratio"]
-        p99_text = f", p99 {p99:.2f}x etcd's" if p99 is not None else ""
-        lines.append(f"{versus:<26}{verdict['ratio']:5.2f}x req/s (target >= "
-                     f"{verdict['target']:.2f}x){p99_text}  {status}{caveat}")
-    return "\n".join(lines)
 
 
 def format_detail(detail: dict[str, Any]) -> str:
@@ -325,26 +233,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="3-node Sapwood consistent bucket (CAS put, linearizable get) beside "
                     "3-member etcd (put, linearizable range).")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=64, help="in total, over 3 members")
-    parser.add_argument("--threads", type=int, default=1, help="threads of each member's wrk")
-    parser.add_argument("--keys", type=int, default=1000, help="distinct keys")
-    parser.add_argument("--value-size", type=int, default=256, help="value size in bytes")
-    parser.add_argument("--sapwood-arg", action="append", default=[], metavar="ARG",
-                        help="extra `sapwood start` argument for every node, repeatable")
-    parser.add_argument("--startup-timeout", type=float, default=STARTUP_TIMEOUT_S)
-    parser.add_argument("--only", choices=("etcd", "sapwood"), help="measure one system only")
-    parser.add_argument("--no-install", action="store_true", help="never apt-get install")
+    add_cluster_arguments(parser, keys=1000)
     args = parser.parse_args(argv)
-    if not MEMBERS * args.threads <= args.connections:
-        parser.error(f"need {MEMBERS} x --threads <= --connections")
-    if not args.connections <= args.keys <= MAX_KEYS:
-        parser.error(f"--keys must be between --connections and {MAX_KEYS} (a wrk thread "
-                     "must own more keys than it has requests in flight)")
-    if not 16 <= args.value_size <= MAX_VALUE_SIZE:
-        parser.error(f"--value-size must be between 16 and {MAX_VALUE_SIZE}")
-    if args.duration < 1:
-        parser.error("--duration must be at least 1 second")
+    check_load_arguments(parser, args, wrk_processes=MEMBERS, min_value_size=MIN_VALUE_SIZE)
+    if args.keys < args.connections:
+        parser.error("--keys must be at least --connections (a wrk thread must own more keys "
+                     "than it has requests in flight)")
     return args
 
 
@@ -366,13 +260,8 @@ def describe(config: ClusterConfig, wrk: str, etcd: str | None, load_before: flo
 
 
 def run(args: argparse.Namespace) -> int:
-    config = ClusterConfig(
-        duration_s=args.duration, connections=args.connections, threads=args.threads,
-        keys=args.keys, value_size=args.value_size, w=0, r=0,
-        startup_timeout_s=args.startup_timeout,
-    )
-    wrk = find_wrk(allow_install=not args.no_install)
-    etcd = None if args.only == "sapwood" else find_etcd(allow_install=not args.no_install)
+    config = cluster_config(args)
+    wrk, etcd = find_tools(args)
     header = describe(config, wrk, etcd, os.getloadavg()[0])
     print(header, flush=True)
     etcd_result = SystemResult(name="etcd", ran=False)
@@ -381,43 +270,24 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="sapwood-consistent-bench-") as tmp:
         tmp_dir = Path(tmp)
         if etcd is not None:
-            etcd_result = measure_etcd(etcd, wrk, config, tmp_dir)
+            # The same starting point as Sapwood's: every key exists before the timed puts.
+            etcd_result = measure_etcd(etcd, wrk, config, tmp_dir, prefill=True)
         if args.only != "etcd":
             sapwood_result, detail = measure_sapwood(wrk, config, tmp_dir, args.sapwood_arg)
-    verdicts = compare(etcd_result, sapwood_result)
-    print()
-    print(header)
-    print(format_table(etcd_result, sapwood_result))
-    if verdicts:
-        print(format_verdicts(verdicts))
-    if detail:
-        print(format_detail(detail))
-    for system in (etcd_result, sapwood_result):
-        if system.error:
-            print(f"\n[{system.name}] could not be measured: {system.error}", file=sys.stderr)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"consistent-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": asdict(config),
-        "sapwood_args": args.sapwood_arg, "cpu_cores": os.cpu_count(), "wrk": wrk_version(wrk),
-        "etcd": _system_json(etcd_result), "sapwood": _system_json(sapwood_result),
+    verdicts = compare(etcd_result, sapwood_result, TARGET_RATIO)
+    print_report(header, [format_table(etcd_result, sapwood_result, operation_label, 15),
+                          format_verdicts(verdicts), format_detail(detail)],
+                 [etcd_result, sapwood_result])
+    write_results("consistent", {
+        "config": asdict(config), "sapwood_args": args.sapwood_arg, "wrk": wrk_version(wrk),
+        "etcd": system_json(etcd_result), "sapwood": system_json(sapwood_result),
         "sapwood_detail": detail, "verdicts": verdicts,
-    }, indent=2) + "\n")
-    print(f"\nresults written to {path.relative_to(REPO_ROOT)}")
-    return 1 if etcd_result.error or sapwood_result.error else 0
+    })
+    return unmeasured_status([etcd_result, sapwood_result])
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(REPO_ROOT / "src"))
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except BenchError as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -22,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from http_bench import BenchError, free_port, log_tail, start_server, stop_process
+from harness import (
+    BenchError,
+    find_or_install,
+    free_port,
+    log_tails,
+    start_server,
+    stop_process,
+)
 
 ETCD_PACKAGE = "etcd-server"
 # The JSON gateway's path prefix moved from /v3alpha (3.2) to /v3beta (3.3) to /v3 (3.4+).
@@ -38,16 +44,7 @@ FILL_TIMEOUT_S = 300.0
 
 def find_etcd(allow_install: bool = True) -> str:
     """Path of `etcd`; installs Debian's etcd-server as root when it is missing."""
-    path = shutil.which("etcd")
-    if path is None and allow_install and os.geteuid() == 0 and shutil.which("apt-get"):
-        print(f"etcd not found: installing it with `apt-get install -y {ETCD_PACKAGE}` (as root)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-q", ETCD_PACKAGE]
-        if subprocess.run(install, env=env, check=False).returncode != 0:
-            print("apt-get install failed; running `apt-get update` and trying once more")
-            subprocess.run(["apt-get", "update", "-q"], env=env, check=False)
-            subprocess.run(install, env=env, check=False)
-        path = shutil.which("etcd")
+    path = find_or_install("etcd", ETCD_PACKAGE, allow_install)
     if path is None:
         raise BenchError(f"etcd is not installed (Debian/Ubuntu: apt-get install {ETCD_PACKAGE})")
     return path
@@ -222,6 +219,4 @@ class EtcdCluster:
             stop_process(proc)
 
     def log_tails(self) -> str:
-        tails = [f"\n--- last lines of {log.name} ---\n{tail}"
-                 for log in self.logs if (tail := log_tail(log))]
-        return "".join(tails)
+        return log_tails(self.logs)

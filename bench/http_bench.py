@@ -16,13 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import re
 import shlex
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,10 +27,25 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
+from harness import (
+    BENCH_DIR,
+    BenchError,
+    add_load_arguments,
+    check_load_arguments,
+    find_or_install,
+    format_ms,
+    free_port,
+    free_ports,
+    log_tail,
+    print_report,
+    run_main,
+    start_server,
+    stop_process,
+    unmeasured_status,
+    write_results,
+)
+
 WRK_SCRIPTS = BENCH_DIR / "wrk"
-RESULTS_DIR = BENCH_DIR / "results"
 CEILING_SERVER = BENCH_DIR / "ceiling_server.py"
 
 BUCKET = "bench"
@@ -47,19 +58,14 @@ DEFAULT_SAPWOOD_CMD = (
 TARGET_SHARE = {"PUT": 0.25, "GET": 0.40}
 OPERATIONS = ("PUT", "GET")
 
-STARTUP_TIMEOUT_S = 30.0
 # Alternating rounds (ceiling, sapwood, ceiling, ...) keep a busy machine's drift out of the ratio.
 MAX_ROUNDS = 20
-STOP_GRACE_S = 5.0
 PING_INTERVAL_S = 0.1
 # wrk exits on its own after --duration; anything far past that is a hung run.
 WRK_OVERRUN_S = 30.0
 # Writing the keys before GET when the timed PUT run did not reach them all.
 FILL_CONCURRENCY = 32
 FILL_TIMEOUT_S = 300.0
-MAX_KEYS = 1_000_000
-MAX_VALUE_SIZE = 1 << 20
-LOG_TAIL_CHARS = 2000
 
 _TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 _DURATION = re.compile(r"^([0-9.]+)(us|ms|s|m|h)$")
@@ -70,10 +76,6 @@ _NON_2XX = re.compile(r"^\s*Non-2xx or 3xx responses:\s+(\d+)\s*$", re.MULTILINE
 _SOCKET_ERRORS = re.compile(
     r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", re.MULTILINE
 )
-
-
-class BenchError(Exception):
-    """The benchmark could not run or measure (not a slow result: those are MISS)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,26 +155,11 @@ def parse_wrk_output(text: str) -> WrkResult:
 
 def find_wrk(allow_install: bool = True) -> str:
     """Path of a wrk that supports --latency; installs Debian's package as root if missing."""
-    path = shutil.which("wrk")
-    if path is None and allow_install:
-        path = _install_wrk()
+    path = find_or_install("wrk", "wrk", allow_install)
     if path is None:
         raise BenchError("wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
     _check_wrk_latency_support(path)
     return path
-
-
-def _install_wrk() -> str | None:
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return None
-    print("wrk not found: installing it with `apt-get install -y wrk` (running as root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "wrk"]
-    if subprocess.run(install, env=env, check=False).returncode != 0:
-        print("apt-get install failed; running `apt-get update` and trying once more")
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=False)
-        subprocess.run(install, env=env, check=False)
-    return shutil.which("wrk")
 
 
 def _check_wrk_latency_support(path: str) -> None:
@@ -227,23 +214,6 @@ def run_wrk(
 # ---------------------------------------------------------------------------- servers
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports (all bound at once, so none is handed out twice)."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
-
-
 def server_command(
     template: str, port: int, data_dir: Path, cluster_port: int | None = None
 ) -> list[str]:
@@ -256,24 +226,6 @@ def server_command(
         "cluster_port": str(cluster_port if cluster_port is not None else free_port()),
     }
     return [token.format(**values) for token in shlex.split(template)]
-
-
-def start_server(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    # Run Sapwood from this checkout even when it is not installed in the interpreter.
-    src = str(REPO_ROOT / "src")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    with log_path.open("wb") as log:
-        # Own session: a Ctrl-C on the terminal reaches only us, and we stop it by PID.
-        return subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO_ROOT,
-            start_new_session=True,
-        )
 
 
 def wait_ready(base_url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -290,28 +242,6 @@ def wait_ready(base_url: str, proc: subprocess.Popen[bytes], timeout_s: float) -
                 return
         time.sleep(PING_INTERVAL_S)
     raise BenchError(f"server did not answer GET /ping within {timeout_s:.0f} s")
-
-
-def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
-    """SIGTERM by PID, then SIGKILL after a grace period; no-op if it already exited."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def log_tail(log_path: Path) -> str:
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return text[-LOG_TAIL_CHARS:]
 
 
 # ---------------------------------------------------------------------------- filling keys
@@ -472,10 +402,6 @@ def _measure_round(server: _Server, wrk: str, operation: str, config: BenchConfi
 # ---------------------------------------------------------------------------- report
 
 
-def _ms(value: float) -> str:
-    return f"{value:.2f}ms" if value < 100 else f"{value:.0f}ms"
-
-
 def _notes(run: WrkResult, operation: str) -> str:
     notes = []
     if run.non_2xx:
@@ -498,7 +424,8 @@ def format_table(ceiling: TargetResult, sapwood: TargetResult) -> str:
                 continue
             lines.append(
                 f"{operation:<10}{target.name:<9}{run.requests_per_s:>10.0f}"
-                f"{_ms(run.p50_ms):>10}{_ms(run.p99_ms):>10}  {_notes(run, operation)}".rstrip()
+                f"{format_ms(run.p50_ms):>10}{format_ms(run.p99_ms):>10}"
+                f"  {_notes(run, operation)}".rstrip()
             )
     return "\n".join(lines)
 
@@ -536,14 +463,6 @@ def format_verdicts(verdicts: dict[str, dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def write_results(payload: dict[str, object]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = RESULTS_DIR / f"http-{stamp}.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
-
-
 def _target_json(target: TargetResult) -> dict[str, object]:
     return {
         "command": target.command,
@@ -562,11 +481,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Sapwood single-node PUT/GET throughput and latency beside a ceiling server."
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--keys", type=int, default=10_000, help="distinct keys cycled through")
-    parser.add_argument("--value-size", type=int, default=256, help="PUT body size in bytes")
+    add_load_arguments(parser, connections=32, threads=2, keys=10_000)
     parser.add_argument(
         "--sapwood-cmd",
         default=DEFAULT_SAPWOOD_CMD,
@@ -578,19 +493,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="alternating wrk runs per operation and server (the median ratio is reported); "
         "several short rounds give steadier ratios on a busy machine",
     )
-    parser.add_argument("--startup-timeout", type=float, default=STARTUP_TIMEOUT_S)
-    parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     args = parser.parse_args(argv)
-    if not 1 <= args.threads <= args.connections:
-        parser.error("need 1 <= --threads <= --connections")
-    if not 1 <= args.keys <= MAX_KEYS:
-        parser.error(f"--keys must be between 1 and {MAX_KEYS}")
-    if not 1 <= args.value_size <= MAX_VALUE_SIZE:
-        parser.error(f"--value-size must be between 1 and {MAX_VALUE_SIZE}")
+    check_load_arguments(parser, args)
     if not 1 <= args.rounds <= MAX_ROUNDS:
         parser.error(f"--rounds must be between 1 and {MAX_ROUNDS}")
-    if args.duration < 1:
-        parser.error("--duration must be at least 1 second")
     return args
 
 
@@ -628,40 +534,23 @@ def run(args: argparse.Namespace) -> int:
             wrk, config, args.rounds,
         )
     verdicts = compare(ceiling, sapwood)
-    print()
-    print(header)
-    print(format_table(ceiling, sapwood))
-    if verdicts:
-        print(format_verdicts(verdicts))
-    for target in (ceiling, sapwood):
-        if target.error:
-            print(f"\n[{target.name}] could not be measured: {target.error}", file=sys.stderr)
-    path = write_results(
+    print_report(header, [format_table(ceiling, sapwood), format_verdicts(verdicts)],
+                 [ceiling, sapwood])
+    write_results(
+        "http",
         {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "config": asdict(config),
-            "cpu_cores": cores,
             "wrk": wrk_version(wrk),
             "ceiling": _target_json(ceiling),
             "sapwood": _target_json(sapwood),
             "verdicts": verdicts,
         }
     )
-    print(f"\nresults written to {path.relative_to(REPO_ROOT)}")
-    return 1 if ceiling.error or sapwood.error else 0
+    return unmeasured_status([ceiling, sapwood])
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except BenchError as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        # Every server and wrk process was already stopped by the finally blocks on the way out.
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,14 @@ from typing import Any
 
 import pytest
 
-BENCH_SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "http_bench.py"
+BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+BENCH_SCRIPT = BENCH_DIR / "http_bench.py"
 
 
 def _load_bench() -> ModuleType:
+    # The bench scripts import their shared modules (harness) as top-level modules.
+    if str(BENCH_DIR) not in sys.path:
+        sys.path.insert(0, str(BENCH_DIR))
     spec = importlib.util.spec_from_file_location("sapwood_http_bench", BENCH_SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

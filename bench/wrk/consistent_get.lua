@@ -7,40 +7,12 @@
 -- Thread t of part p starts at key (p*THREADS + t) * KEYS / (PARTS*THREADS) and cycles through
 -- all keys. done() prints the latency histogram ("hist <microseconds> <count>" lines).
 
-local started = 0
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./"
+local common = dofile(here .. "common.lua")
 
-function setup(thread)
-   thread:set("thread_index", started)
-   started = started + 1
-end
-
-local keys, bucket_path, next_key
-local formatted = {}
-
-function init(args)
-   keys = tonumber(args[1]) or 1000
-   local nthreads = tonumber(args[3]) or 1
-   bucket_path = args[4] or "/types/strong/buckets/bench"
-   local part = tonumber(args[6]) or 0
-   local parts = tonumber(args[7]) or 1
-   local slot = part * nthreads + (thread_index or 0)
-   next_key = math.floor(slot * keys / (parts * nthreads)) % keys
-end
-
-function request()
-   local index = next_key
-   next_key = (next_key + 1) % keys
-   local req = formatted[index]
-   if req == nil then
-      req = wrk.format("GET", bucket_path .. "/keys/k" .. index)
-      formatted[index] = req
+common.cycle_keys(1000, function(args)
+   local bucket_path = args[4] or "/types/strong/buckets/bench"
+   return function(index)
+      return wrk.format("GET", bucket_path .. "/keys/k" .. index)
    end
-   return req
-end
-
-function done(summary, latency, requests)
-   for i = 1, #latency do
-      local us, n = latency(i)
-      io.write(string.format("hist %d %d\n", us, n))
-   end
-end
+end)

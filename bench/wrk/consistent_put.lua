@@ -12,14 +12,10 @@
 -- (a GET, counted apart) rather than written blind. The body starts with "kI|" so a response
 -- names its key. done() prints "hist <us> <count>" lines and "ops cas|create|read <count>".
 
-local started = 0
-local threads = {}
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./"
+local common = dofile(here .. "common.lua")
 
-function setup(thread)
-   thread:set("thread_index", started)
-   started = started + 1
-   threads[#threads + 1] = thread
-end
+setup = common.setup
 
 local first, count, next_key, bucket_path, value_size
 local contexts = {}
@@ -40,12 +36,8 @@ end
 function init(args)
    local keys = tonumber(args[1]) or 1000
    value_size = tonumber(args[2]) or 256
-   local nthreads = tonumber(args[3]) or 1
    bucket_path = args[4] or "/types/strong/buckets/bench"
-   local part = tonumber(args[6]) or 0
-   local parts = tonumber(args[7]) or 1
-   local slot = part * nthreads + (thread_index or 0)
-   local slots = parts * nthreads
+   local slot, slots = common.slot(args)
    first = math.floor(slot * keys / slots)
    count = math.max(math.floor((slot + 1) * keys / slots) - first, 1)
    next_key = first
@@ -90,12 +82,9 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-   for i = 1, #latency do
-      local us, n = latency(i)
-      io.write(string.format("hist %d %d\n", us, n))
-   end
+   common.print_histogram(summary, latency, requests)
    local totals = { cas = 0, create = 0, read = 0 }
-   for _, thread in ipairs(threads) do
+   for _, thread in ipairs(common.threads) do
       for name, _ in pairs(totals) do
          totals[name] = totals[name] + (tonumber(thread:get(name)) or 0)
       end

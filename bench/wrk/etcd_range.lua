@@ -10,63 +10,15 @@
 -- Thread t of part p starts at key (p*THREADS + t) * KEYS / (PARTS*THREADS).
 -- done() prints the full latency histogram ("hist <microseconds> <count>" lines).
 
-local started = 0
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./"
+local common = dofile(here .. "common.lua")
 
-function setup(thread)
-   thread:set("thread_index", started)
-   started = started + 1
-end
-
-local ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
-local function base64(text)
-   local out = {}
-   for i = 1, #text, 3 do
-      local a, b, c = text:byte(i, i + 2)
-      local n = a * 65536 + (b or 0) * 256 + (c or 0)
-      local sextets = { math.floor(n / 262144) % 64, math.floor(n / 4096) % 64,
-                        math.floor(n / 64) % 64, n % 64 }
-      local chunk = {}
-      for j = 1, 4 do
-         chunk[j] = ALPHABET:sub(sextets[j] + 1, sextets[j] + 1)
-      end
-      if b == nil then chunk[3] = "=" end
-      if c == nil then chunk[4] = "=" end
-      out[#out + 1] = table.concat(chunk)
+common.cycle_keys(10000, function(args)
+   local prefix = args[4] or "bench"
+   local path = (args[5] or "/v3") .. "/kv/range"
+   local headers = { ["Content-Type"] = "application/json" }
+   return function(index)
+      local body = '{"key":"' .. common.base64(prefix .. "/k" .. index) .. '"}'
+      return wrk.format("POST", path, headers, body)
    end
-   return table.concat(out)
-end
-
-local keys, prefix, path, next_key, headers
-local formatted = {}
-
-function init(args)
-   keys = tonumber(args[1]) or 10000
-   local threads = tonumber(args[3]) or 1
-   prefix = args[4] or "bench"
-   path = (args[5] or "/v3") .. "/kv/range"
-   local part = tonumber(args[6]) or 0
-   local parts = tonumber(args[7]) or 1
-   local slot = part * threads + (thread_index or 0)
-   next_key = math.floor(slot * keys / (parts * threads)) % keys
-   headers = { ["Content-Type"] = "application/json" }
-end
-
-function request()
-   local index = next_key
-   next_key = (next_key + 1) % keys
-   local req = formatted[index]
-   if req == nil then
-      local body = '{"key":"' .. base64(prefix .. "/k" .. index) .. '"}'
-      req = wrk.format("POST", path, headers, body)
-      formatted[index] = req
-   end
-   return req
-end
-
-function done(summary, latency, requests)
-   for i = 1, #latency do
-      local us, count = latency(i)
-      io.write(string.format("hist %d %d\n", us, count))
-   end
-end
+end)

@@ -3,20 +3,17 @@
 -- the argument list the same as put.lua's)
 -- Each wrk thread starts at its own offset (thread i at i*KEYS/THREADS).
 
-local started = 0
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./"
+local common = dofile(here .. "common.lua")
 
-function setup(thread)
-   thread:set("thread_index", started)
-   started = started + 1
-end
+setup = common.setup
 
 local keys, bucket, next_key
 
 function init(args)
    keys = tonumber(args[1]) or 10000
-   local threads = tonumber(args[3]) or 1
    bucket = args[4] or "bench"
-   next_key = math.floor((thread_index or 0) * keys / threads) % keys
+   next_key = common.start_key(args, keys)
 end
 
 function request()

@@ -3,21 +3,18 @@
 -- Each wrk thread starts at its own offset (thread i at i*KEYS/THREADS) so that the
 -- threads write different keys rather than the same ones in lockstep.
 
-local started = 0
+local here = debug.getinfo(1, "S").source:match("^@(.*[/\\])") or "./"
+local common = dofile(here .. "common.lua")
 
-function setup(thread)
-   thread:set("thread_index", started)
-   started = started + 1
-end
+setup = common.setup
 
 local keys, bucket, next_key, headers, body
 
 function init(args)
    keys = tonumber(args[1]) or 10000
    local value_size = tonumber(args[2]) or 256
-   local threads = tonumber(args[3]) or 1
    bucket = args[4] or "bench"
-   next_key = math.floor((thread_index or 0) * keys / threads) % keys
+   next_key = common.start_key(args, keys)
    headers = { ["Content-Type"] = "application/octet-stream" }
    body = string.rep("v", value_size)
 end

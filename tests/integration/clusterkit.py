@@ -6,6 +6,7 @@
     cluster.wait_settled()                                   # every handoff done, views agree
     with paused(dev4): ...                                   # SIGSTOP, SIGCONT whatever happens
     traffic = Traffic(cluster.nodes, make); traffic.start(); ...; answers = traffic.finish()
+    traffic.wait_for_succeeded(20, cluster.nodes)            # 20 requests answered well
 
 Every wait polls the nodes' admin routes until a condition holds or its deadline passes; the
 deadlines only guard against hangs. A wait that gives up raises ClusterError with what it waited
@@ -26,12 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
 if TYPE_CHECKING:
     from integration.conftest import NodeProcess
+
+Record = TypeVar("Record")
 
 RING_SIZE = 16  # small, so that handoff moves few partitions
 SETTLE_DEADLINE_S = 60.0
@@ -327,21 +330,28 @@ class Answer:
         return self.status is not None and 200 <= self.status < 300 and not self.detail
 
 
-class Traffic(threading.Thread):
-    """Requests round-robin over `targets` until stopped, every answer recorded.
+class RoundRobin(threading.Thread, Generic[Record]):
+    """Sends requests round-robin over `targets` until finish(), recording one Record each.
 
-    `make(i) -> (method, path, params)` gives the i-th request. Targets can be dropped while it
-    runs (before killing a node, so that only requests already in flight can hit it).
+    Targets can be dropped while it runs (before killing a node, so that only requests already
+    in flight can hit it) and added back (once restarted). A subclass says how to send the i-th
+    request (`send`) and which records count as successes (`succeeded`).
     """
 
-    def __init__(self, targets: Sequence[NodeProcess],
-                 make: Callable[[int], tuple[str, str, dict[str, str]]]) -> None:
+    noun = "requests"  # what the errors call what it sends
+
+    def __init__(self, targets: Sequence[NodeProcess]) -> None:
         super().__init__(daemon=True)
         self.targets = list(targets)
-        self.make = make
-        self.answers: list[Answer] = []
+        self.records: list[Record] = []
         self._lock = threading.Lock()
         self._halt = threading.Event()
+
+    def send(self, http: httpx.Client, node: NodeProcess, i: int) -> Record:
+        raise NotImplementedError
+
+    def succeeded(self, record: Record) -> bool:
+        raise NotImplementedError
 
     def drop_target(self, node: NodeProcess) -> None:
         with self._lock:
@@ -358,11 +368,47 @@ class Traffic(threading.Thread):
                     return
                 with self._lock:
                     node = self.targets[i % len(self.targets)]
-                method, path, params = self.make(i)
-                self.answers.append(self._send(http, node, method, path, params))
+                self.records.append(self.send(http, node, i))
 
-    def _send(self, http: httpx.Client, node: NodeProcess, method: str, path: str,
-              params: dict[str, str]) -> Answer:
+    def count_succeeded(self) -> int:
+        return sum(self.succeeded(r) for r in list(self.records))
+
+    def wait_for_succeeded(self, count: int, nodes: Sequence[NodeProcess],
+                           deadline_s: float = VIEW_DEADLINE_S) -> None:
+        """Wait until `count` requests in all have succeeded."""
+
+        def check() -> tuple[bool, str]:
+            records = list(self.records)
+            ok = sum(self.succeeded(r) for r in records)
+            last = records[-3:]
+            return ok >= count, f"{ok} of {len(records)} {self.noun} succeeded; last: {last}"
+
+        if not self.is_alive():
+            raise ClusterError(f"the thread sending {self.noun} is not running")
+        wait_until(check, f"{count} successful {self.noun}", nodes, deadline_s)
+
+    def finish(self) -> list[Record]:
+        self._halt.set()
+        self.join(client_timeout() + CLIENT_GUARD_S)
+        if self.is_alive():
+            raise ClusterError(f"the thread sending {self.noun} did not stop")
+        return list(self.records)
+
+
+class Traffic(RoundRobin[Answer]):
+    """`make(i) -> (method, path, params)` gives the i-th request; a PUT writes the path as the
+    value and a GET checks it got that back (see Answer.ok)."""
+
+    def __init__(self, targets: Sequence[NodeProcess],
+                 make: Callable[[int], tuple[str, str, dict[str, str]]]) -> None:
+        super().__init__(targets)
+        self.make = make
+
+    def succeeded(self, record: Answer) -> bool:
+        return record.ok
+
+    def send(self, http: httpx.Client, node: NodeProcess, i: int) -> Answer:
+        method, path, params = self.make(i)
         sent = time.monotonic()
         params = {"timeout": str(REQUEST_TIMEOUT_MS), **params}
         try:
@@ -375,29 +421,6 @@ class Traffic(threading.Thread):
         if method == "GET" and response.status_code == 200 and response.content != path.encode():
             detail = f"wrong value {response.content[:80]!r}"
         return Answer(path, node.name, response.status_code, detail, sent)
-
-    def count_ok(self) -> int:
-        return sum(a.ok for a in list(self.answers))
-
-    def wait_for_ok(self, count: int, nodes: Sequence[NodeProcess],
-                    deadline_s: float = VIEW_DEADLINE_S) -> None:
-        """Wait until `count` requests in all have succeeded."""
-
-        def check() -> tuple[bool, str]:
-            answers = list(self.answers)
-            ok = sum(a.ok for a in answers)
-            return ok >= count, f"{ok} of {len(answers)} requests succeeded; last: {answers[-3:]}"
-
-        if not self.is_alive():
-            raise ClusterError("the traffic thread is not running")
-        wait_until(check, f"{count} successful requests", nodes, deadline_s)
-
-    def finish(self) -> list[Answer]:
-        self._halt.set()
-        self.join(client_timeout() + CLIENT_GUARD_S)
-        if self.is_alive():
-            raise ClusterError("the traffic thread did not stop")
-        return list(self.answers)
 
 
 def value_path(path: str) -> bytes:

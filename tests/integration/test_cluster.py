@@ -301,12 +301,12 @@ def test_writes_go_on_through_a_kill9_and_hinted_handoff_returns_the_data(
     traffic = Traffic(cluster.nodes, writes_of([default, typed], {"w": "2"}))
     traffic.start()
     try:
-        traffic.wait_for_ok(20, cluster.nodes)
+        traffic.wait_for_succeeded(20, cluster.nodes)
         traffic.drop_target(victim)  # only requests already in flight can meet the crash
         victim.kill9()
         wait_view(survivors, {victim.name: False})
         noticed = time.monotonic()
-        traffic.wait_for_ok(traffic.count_ok() + 2 * EXTRA_ROUNDS, survivors)
+        traffic.wait_for_succeeded(traffic.count_succeeded() + 2 * EXTRA_ROUNDS, survivors)
     finally:
         answers = traffic.finish()
         if not victim.running:
@@ -413,7 +413,7 @@ def test_a_fourth_node_joins_and_leaves_a_loaded_cluster_without_losing_a_key(
         traffic.add_target(newcomer)
         cluster.wait_settled()
         settled = time.monotonic()
-        traffic.wait_for_ok(traffic.count_ok() + EXTRA_ROUNDS, cluster.nodes)
+        traffic.wait_for_succeeded(traffic.count_succeeded() + EXTRA_ROUNDS, cluster.nodes)
     finally:
         answers = traffic.finish()
     joined = owners(cluster.first)
@@ -439,7 +439,7 @@ def test_a_fourth_node_joins_and_leaves_a_loaded_cluster_without_losing_a_key(
         # partition it still holds writes for as up again (see the report of this test).
         cluster.wait_settled()
         settled = time.monotonic()
-        traffic.wait_for_ok(traffic.count_ok() + EXTRA_ROUNDS, originals)
+        traffic.wait_for_succeeded(traffic.count_succeeded() + EXTRA_ROUNDS, originals)
     finally:
         answers = traffic.finish()
     assert any(committed <= a.sent_at <= settled for a in answers), "no request met the handoff"

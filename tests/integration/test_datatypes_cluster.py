@@ -10,7 +10,6 @@ against hangs: no test asserts on how long anything took.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,12 +21,10 @@ import pytest
 
 from integration.clusterkit import (
     REQUEST_TIMEOUT_MS,
-    VIEW_DEADLINE_S,
     Cluster,
-    ClusterError,
+    RoundRobin,
     client_timeout,
     form_cluster,
-    wait_until,
     wait_view,
 )
 
@@ -265,66 +262,32 @@ def outcome_of(answer: httpx.Response | httpx.HTTPError) -> tuple[Outcome, str]:
     return kind, f"{answer.status_code} {answer.text.strip()[:160]}"
 
 
-class Incrementer(threading.Thread):
+class Incrementer(RoundRobin[Increment]):
     """Increments one counter round-robin over `targets` until stopped, recording every outcome.
 
     Targets can be dropped (a killed node) and added back (once restarted).
     """
 
+    noun = "increments"
+
     def __init__(self, targets: Sequence[NodeProcess], path: str) -> None:
-        super().__init__(daemon=True)
-        self.targets = list(targets)
+        super().__init__(targets)
         self.path = path
-        self.sent: list[Increment] = []
-        self._lock = threading.Lock()
-        self._halt = threading.Event()
 
-    def drop_target(self, node: NodeProcess) -> None:
-        with self._lock:
-            self.targets = [t for t in self.targets if t is not node]
+    def succeeded(self, record: Increment) -> bool:
+        return record.outcome == Outcome.ACKED
 
-    def add_target(self, node: NodeProcess) -> None:
-        with self._lock:
-            self.targets.append(node)
-
-    def run(self) -> None:
-        params = {"timeout": str(REQUEST_TIMEOUT_MS)}
-        with httpx.Client(timeout=client_timeout()) as http:
-            i = 0
-            while not self._halt.is_set():
-                with self._lock:
-                    node = self.targets[i % len(self.targets)]
-                delta = 1 + i % 3  # unequal deltas: a lost or doubled one shows in the sum
-                sent = time.monotonic()
-                answer: httpx.Response | httpx.HTTPError
-                try:
-                    answer = http.post(node.url + self.path, json={"increment": delta},
-                                       params=params)
-                except httpx.HTTPError as exc:
-                    answer = exc
-                outcome, detail = outcome_of(answer)
-                self.sent.append(Increment(node.name, delta, outcome, detail, sent))
-                i += 1
-
-    def acked(self) -> int:
-        return sum(s.outcome == Outcome.ACKED for s in list(self.sent))
-
-    def wait_for_acked(self, count: int, nodes: Sequence[NodeProcess]) -> None:
-        def check() -> tuple[bool, str]:
-            sent = list(self.sent)
-            acked = sum(s.outcome == Outcome.ACKED for s in sent)
-            return acked >= count, f"{acked} of {len(sent)} acknowledged; last: {sent[-3:]}"
-
-        if not self.is_alive():
-            raise ClusterError("the increment thread is not running")
-        wait_until(check, f"{count} acknowledged increments", nodes, VIEW_DEADLINE_S)
-
-    def finish(self) -> list[Increment]:
-        self._halt.set()
-        self.join(client_timeout() + VIEW_DEADLINE_S)
-        if self.is_alive():
-            raise ClusterError("the increment thread did not stop")
-        return list(self.sent)
+    def send(self, http: httpx.Client, node: NodeProcess, i: int) -> Increment:
+        delta = 1 + i % 3  # unequal deltas: a lost or doubled one shows in the sum
+        sent = time.monotonic()
+        answer: httpx.Response | httpx.HTTPError
+        try:
+            answer = http.post(node.url + self.path, json={"increment": delta},
+                               params={"timeout": str(REQUEST_TIMEOUT_MS)})
+        except httpx.HTTPError as exc:
+            answer = exc
+        outcome, detail = outcome_of(answer)
+        return Increment(node.name, delta, outcome, detail, sent)
 
 
 def total(sent: Sequence[Increment], outcome: Outcome) -> int:
@@ -338,18 +301,18 @@ def test_a_counter_keeps_every_acknowledged_increment_through_a_kill9(
     incrementer = Incrementer(nodes, "/types/counters/buckets/crash/datatypes/c")
     incrementer.start()
     try:
-        incrementer.wait_for_acked(ROUND_ACKS, nodes)
+        incrementer.wait_for_succeeded(ROUND_ACKS, nodes)
         # Killed while still a target: an increment in flight to it is cut off (indeterminate),
         # and one sent before the drop is refused (not applied).
         victim.kill9()
         incrementer.drop_target(victim)
         wait_view(survivors, {victim.name: False})
         noticed = time.monotonic()
-        incrementer.wait_for_acked(incrementer.acked() + ROUND_ACKS, survivors)
+        incrementer.wait_for_succeeded(incrementer.count_succeeded() + ROUND_ACKS, survivors)
         victim.start()  # a new incarnation on the same data: its vnodes take new actor ids
         cluster.wait_all_up()
         incrementer.add_target(victim)
-        incrementer.wait_for_acked(incrementer.acked() + ROUND_ACKS, nodes)
+        incrementer.wait_for_succeeded(incrementer.count_succeeded() + ROUND_ACKS, nodes)
     finally:
         sent = incrementer.finish()
         if not victim.running:

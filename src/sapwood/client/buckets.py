@@ -153,6 +153,29 @@ def content_to_store(obj: ObjectBase) -> Sibling:
     return content
 
 
+def load_stored(obj: ObjectBase, stored: Stored) -> None:
+    """After a write: the object's key (a store-assigned one too) and, when the body was asked
+    for, what the store now holds."""
+    obj.key = stored.key
+    if stored.fetched is not None:
+        obj.load(stored.fetched)
+    obj.exists = True
+
+
+def delete_target(
+    key: str | ObjectBase, context: str | None
+) -> tuple[ObjectBase | None, str, str | None]:
+    """What a delete of `key` (a key or an object) names: the object if given one, the key, and
+    the context to send (the given one, else the object's)."""
+    obj = key if isinstance(key, ObjectBase) else None
+    name = obj.key if obj is not None else key
+    if not isinstance(name, str):
+        raise BadRequest("the object has no key; nothing to delete")
+    if obj is not None and context is None:
+        context = obj.context
+    return obj, name, context
+
+
 class _Front:
     """What the store and the clients share: per-bucket resolvers and the store-wide default."""
 
@@ -246,10 +269,7 @@ class Bucket(_BucketBase, DatatypeBucket):
         content = content_to_store(obj)
         stored = self.transport.store(self._loc(obj.key), content, obj.context,
                                       params(w=w, dw=dw, pw=pw, timeout=timeout), return_body)
-        obj.key = stored.key
-        if stored.fetched is not None:
-            obj.load(stored.fetched)
-        obj.exists = True
+        load_stored(obj, stored)
         return obj
 
     def delete(self, key: str | Object, *, context: str | None = None,
@@ -259,12 +279,7 @@ class Bucket(_BucketBase, DatatypeBucket):
                timeout: int | None = None) -> bool:
         """Delete (write a tombstone over what `context`, or a fresh read, has seen).
         Returns False when there was nothing to delete."""
-        obj = key if isinstance(key, ObjectBase) else None
-        name = obj.key if obj is not None else key
-        if not isinstance(name, str):
-            raise BadRequest("the object has no key; nothing to delete")
-        if obj is not None and context is None:
-            context = obj.context
+        obj, name, context = delete_target(key, context)
         deleted = self.transport.delete(self._loc(name), context, params(
             rw=rw, r=r, w=w, dw=dw, pr=pr, pw=pw, timeout=timeout))
         if obj is not None:
@@ -350,10 +365,7 @@ class AsyncBucket(_BucketBase, AsyncDatatypeBucket):
         stored = await self.transport.store(self._loc(obj.key), content, obj.context,
                                             params(w=w, dw=dw, pw=pw, timeout=timeout),
                                             return_body)
-        obj.key = stored.key
-        if stored.fetched is not None:
-            obj.load(stored.fetched)
-        obj.exists = True
+        load_stored(obj, stored)
         return obj
 
     async def delete(self, key: str | AsyncObject, *, context: str | None = None,
@@ -361,12 +373,7 @@ class AsyncBucket(_BucketBase, AsyncDatatypeBucket):
                      w: int | str | None = None, dw: int | str | None = None,
                      pr: int | str | None = None, pw: int | str | None = None,
                      timeout: int | None = None) -> bool:
-        obj = key if isinstance(key, ObjectBase) else None
-        name = obj.key if obj is not None else key
-        if not isinstance(name, str):
-            raise BadRequest("the object has no key; nothing to delete")
-        if obj is not None and context is None:
-            context = obj.context
+        obj, name, context = delete_target(key, context)
         deleted = await self.transport.delete(self._loc(name), context, params(
             rw=rw, r=r, w=w, dw=dw, pr=pr, pw=pw, timeout=timeout))
         if obj is not None:

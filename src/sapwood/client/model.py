@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, cast, overload
 
 from sapwood.core.errors import SapwoodError
 
@@ -22,6 +22,8 @@ Term = str | int
 Index = tuple[str, Term]
 Link = tuple[str, str, str]  # (bucket, key, tag)
 Resolver = Callable[[Sequence["Sibling"]], "Sibling"]
+ReadT = TypeVar("ReadT")
+WriteT = TypeVar("WriteT")
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 TEXT_CHARSET = "utf-8"
@@ -190,11 +192,60 @@ def last_write_wins(siblings: Sequence[Sibling]) -> Sibling:
 # --- objects ----------------------------------------------------------------------------------
 
 
-class ObjectBase:
-    """State and sibling handling of an object; `Object` and `AsyncObject` add the I/O."""
+def _none() -> None:
+    return None
 
-    def __init__(self, key: str | None, siblings: list[Sibling] | None = None,
+
+class SiblingField(Generic[ReadT, WriteT]):
+    """An object attribute that stands for its single (resolved) sibling's attribute of the
+    same name: reading it resolves siblings and gives empty() when the object holds nothing;
+    setting it (unless read-only) stores convert(value) in the sibling, created if need be."""
+
+    def __init__(self, empty: Callable[[], ReadT], convert: Callable[[WriteT], Any] | None = None,
+                 *, writable: bool = True) -> None:
+        self.empty = empty
+        self.convert = convert
+        self.writable = writable
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        # An alias (encoded_data = value) names the same field: the first name is the sibling's.
+        if not self.name:
+            self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Self: ...
+
+    @overload
+    def __get__(self, obj: ObjectBase, owner: type | None = None) -> ReadT: ...
+
+    def __get__(self, obj: ObjectBase | None, owner: type | None = None) -> ReadT | Self:
+        if obj is None:
+            return self
+        content = obj.content
+        return self.empty() if content is None else cast(ReadT, getattr(content, self.name))
+
+    def __set__(self, obj: ObjectBase, value: WriteT) -> None:
+        if not self.writable:
+            raise AttributeError(f"{self.name} is read-only")
+        setattr(obj._writable(), self.name, value if self.convert is None else self.convert(value))
+
+
+class BucketLike(Protocol):
+    """What an object asks of its bucket."""
+
+    def effective_resolver(self) -> Resolver | None: ...
+
+    def describe(self) -> str: ...
+
+
+class ObjectBase:
+    """State and sibling handling of an object of `bucket`; `Object` and `AsyncObject` add
+    the I/O."""
+
+    def __init__(self, bucket: BucketLike, key: str | None, siblings: list[Sibling] | None = None,
                  context: str | None = None, *, exists: bool = False) -> None:
+        self.bucket = bucket
         self.key = key
         self.siblings: list[Sibling] = siblings if siblings is not None else []
         self.context = context
@@ -203,10 +254,10 @@ class ObjectBase:
 
     # The bucket's resolver is used when the object has none of its own.
     def _bucket_resolver(self) -> Resolver | None:
-        return None
+        return self.bucket.effective_resolver()
 
     def _describe(self) -> str:
-        return f"key {self.key!r}"
+        return f"key {self.key!r} in {self.bucket.describe()}"
 
     def resolve(self, resolver: Resolver | None = None) -> Sibling:
         """Collapse the siblings to one using `resolver` (or the object's, or the bucket's)."""
@@ -236,88 +287,19 @@ class ObjectBase:
     def has_siblings(self) -> bool:
         return len(self.siblings) > 1
 
-    @property
-    def data(self) -> Any:
-        """The decoded value: JSON -> Python, text/* -> str, anything else -> bytes."""
-        content = self.content
-        return None if content is None else content.data
-
-    @data.setter
-    def data(self, data: Any) -> None:
-        self._writable().data = data
-
-    @property
-    def value(self) -> bytes | None:
-        """The raw stored bytes."""
-        content = self.content
-        return None if content is None else content.value
-
-    @value.setter
-    def value(self, value: bytes) -> None:
-        self._writable().value = bytes(value)
-
+    # The single (resolved) sibling's attributes; reading one of an empty object gives the
+    # default, setting one creates the sibling.
+    data = SiblingField[Any, Any](_none)  # decoded: JSON -> Python, text/* -> str, else bytes
+    value = SiblingField[bytes | None, bytes](_none, bytes)  # the raw stored bytes
     encoded_data = value  # the Riak Python client's name
-
-    @property
-    def content_type(self) -> str:
-        content = self.content
-        return DEFAULT_CONTENT_TYPE if content is None else content.content_type
-
-    @content_type.setter
-    def content_type(self, content_type: str) -> None:
-        self._writable().content_type = content_type
-
-    @property
-    def charset(self) -> str | None:
-        content = self.content
-        return None if content is None else content.charset
-
-    @charset.setter
-    def charset(self, charset: str | None) -> None:
-        self._writable().charset = charset
-
-    @property
-    def content_encoding(self) -> str | None:
-        content = self.content
-        return None if content is None else content.content_encoding
-
-    @content_encoding.setter
-    def content_encoding(self, encoding: str | None) -> None:
-        self._writable().content_encoding = encoding
-
-    @property
-    def usermeta(self) -> dict[str, str]:
-        return self._writable().usermeta if self.siblings else {}
-
-    @usermeta.setter
-    def usermeta(self, usermeta: dict[str, str]) -> None:
-        self._writable().usermeta = dict(usermeta)
-
-    @property
-    def indexes(self) -> set[Index]:
-        return self._writable().indexes if self.siblings else set()
-
-    @indexes.setter
-    def indexes(self, indexes: Iterable[Index]) -> None:
-        self._writable().indexes = set(indexes)
-
-    @property
-    def links(self) -> list[Link]:
-        return self._writable().links if self.siblings else []
-
-    @links.setter
-    def links(self, links: Iterable[Link]) -> None:
-        self._writable().links = list(links)
-
-    @property
-    def last_modified(self) -> datetime | None:
-        content = self.content
-        return None if content is None else content.last_modified
-
-    @property
-    def vtag(self) -> str | None:
-        content = self.content
-        return None if content is None else content.vtag
+    content_type = SiblingField[str, str](lambda: DEFAULT_CONTENT_TYPE)
+    charset = SiblingField[str | None, str | None](_none)
+    content_encoding = SiblingField[str | None, str | None](_none)
+    usermeta = SiblingField[dict[str, str], dict[str, str]](dict, dict)
+    indexes = SiblingField[set[Index], Iterable[Index]](set, set)
+    links = SiblingField[list[Link], Iterable[Link]](list, list)
+    last_modified = SiblingField[datetime | None, None](_none, writable=False)
+    vtag = SiblingField[str | None, None](_none, writable=False)
 
     def add_index(self, field: str, value: Term) -> Self:
         self._writable().indexes.add((field.lower(), value))
@@ -349,16 +331,7 @@ class ObjectBase:
 class Object(ObjectBase):
     """An object of a synchronous store or client."""
 
-    def __init__(self, bucket: Bucket, key: str | None, siblings: list[Sibling] | None = None,
-                 context: str | None = None, *, exists: bool = False) -> None:
-        super().__init__(key, siblings, context, exists=exists)
-        self.bucket = bucket
-
-    def _bucket_resolver(self) -> Resolver | None:
-        return self.bucket.effective_resolver()
-
-    def _describe(self) -> str:
-        return f"key {self.key!r} in {self.bucket.describe()}"
+    bucket: Bucket
 
     def store(self, **options: Any) -> Object:
         """Write this object's (single, resolved) value with its context; see Bucket.put."""
@@ -377,17 +350,7 @@ class Object(ObjectBase):
 class AsyncObject(ObjectBase):
     """An object of an `AsyncClient`; its I/O methods are coroutines."""
 
-    def __init__(self, bucket: AsyncBucket, key: str | None,
-                 siblings: list[Sibling] | None = None, context: str | None = None, *,
-                 exists: bool = False) -> None:
-        super().__init__(key, siblings, context, exists=exists)
-        self.bucket = bucket
-
-    def _bucket_resolver(self) -> Resolver | None:
-        return self.bucket.effective_resolver()
-
-    def _describe(self) -> str:
-        return f"key {self.key!r} in {self.bucket.describe()}"
+    bucket: AsyncBucket
 
     async def store(self, **options: Any) -> AsyncObject:
         return await self.bucket.put(self, **options)

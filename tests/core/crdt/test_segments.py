@@ -42,8 +42,7 @@ def tiny_segments() -> Iterator[None]:
     states are split and compressed, and the split never changes (a new count rebuilds every
     segment, which would hide a stale one)."""
     with pytest.MonkeyPatch.context() as mp:
-        for module in (set_module, map_module):
-            mp.setattr(module, "segment_count", lambda entries, target: 4)
+        mp.setattr(segments_module, "segment_count", lambda entries, target: 4)
         mp.setattr(segments_module, "GROUP_SEGMENTS", 2)
         mp.setattr(segments_module, "MIN_COMPRESSED_GROUPS", 2)
         mp.setattr(segments_module, "COMPRESS_MIN_BYTES", 0)

@@ -38,8 +38,8 @@ from sapwood.core.crdt.segments import (
     MAP_SEGMENT_TARGET,
     Segments,
     array_header,
+    current_segments,
     is_segmented,
-    segment_count,
     split_segments,
     touch,
 )
@@ -181,10 +181,8 @@ class MapStore(DotStore):
         return type(self)({key: field.copy() for key, field in self.fields.items()})
 
     def encode_parts(self, index: dict[bytes, int], actors: tuple[bytes, ...]) -> list[bytes]:
-        count = segment_count(len(self.fields), MAP_SEGMENT_TARGET)
-        segments = self._segments
-        if segments is None or segments.count != count:
-            segments = self._segments = Segments(self.fields, count, _field_hash)
+        segments = self._segments = current_segments(
+            self._segments, self.fields, MAP_SEGMENT_TARGET, _field_hash)
         return segments.encode(actors, lambda keys: self._encode_segment(keys, index, actors))
 
     def _encode_segment(self, keys: set[FieldKey], index: dict[bytes, int],

@@ -23,7 +23,7 @@ quarter of the disk.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import Any, Generic, TypeVar
 
 import msgpack
@@ -134,6 +134,16 @@ class Segments(Generic[K]):
         packed = msgpack.packb(msgpack.ExtType(
             COMPRESSED_GROUP_EXT, zlib.compress(joined, COMPRESS_LEVEL)))
         self.groups[group], self.group_items[group] = packed, 1
+
+
+def current_segments(segments: Segments[K] | None, keys: Collection[K], target: int,
+                     hash_of: Callable[[K], bytes]) -> Segments[K]:
+    """The owner's `segments` while their count still suits `keys`, else a fresh split of them
+    (the first encode, or the store grew or shrank past a power of two)."""
+    count = segment_count(len(keys), target)
+    if segments is None or segments.count != count:
+        return Segments(keys, count, hash_of)
+    return segments
 
 
 def touch(segments: Segments[K] | None, key: K, present: bool) -> None:

@@ -28,8 +28,8 @@ from sapwood.core.crdt.ops import SetOp
 from sapwood.core.crdt.segments import (
     SET_SEGMENT_TARGET,
     Segments,
+    current_segments,
     is_segmented,
-    segment_count,
     split_segments,
     touch,
 )
@@ -152,10 +152,8 @@ class SetStore(DotStore):
         return type(self)(dict(self.entries))
 
     def encode_parts(self, index: dict[bytes, int], actors: tuple[bytes, ...]) -> list[bytes]:
-        count = segment_count(len(self.entries), SET_SEGMENT_TARGET)
-        segments = self._segments
-        if segments is None or segments.count != count:
-            segments = self._segments = Segments(self.entries, count, _element_hash)
+        segments = self._segments = current_segments(
+            self._segments, self.entries, SET_SEGMENT_TARGET, _element_hash)
         return segments.encode(actors, lambda members: self._encode_segment(members, index))
 
     def _encode_segment(self, members: set[bytes], index: dict[bytes, int]) -> bytes:
