@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sapwood.sim import checkers
 from sapwood.sim.checkers import Observer, sibling_problem
 from sapwood.sim.history import Outcome
-from sapwood.sim.workload import OpKind, OpRecord, decode_value, encode_value
+from sapwood.sim.workload import OpKind, OpRecord, decode_value, encode_value, extend_value
 
 
 def op(op_id: int, kind: OpKind, key: str = "k", outcome: Outcome = Outcome.OK,
@@ -22,6 +22,15 @@ def op(op_id: int, kind: OpKind, key: str = "k", outcome: Outcome = Outcome.OK,
 @given(tag=st.integers(0, 10**9), elements=st.frozensets(st.integers(0, 10**9), max_size=30))
 def test_values_round_trip(tag: int, elements: frozenset[int]) -> None:
     assert decode_value(encode_value(tag, elements)) == (tag, elements)
+
+
+@settings(max_examples=80, deadline=None)
+@given(writer=st.integers(0, 200), tag=st.integers(0, 200),
+       elements=st.frozensets(st.integers(0, 200), max_size=30))
+def test_extending_a_value_encodes_as_encoding_the_union(
+        writer: int, tag: int, elements: frozenset[int]) -> None:
+    raw = encode_value(writer, elements)
+    assert extend_value(tag, raw, elements) == encode_value(tag, elements | {tag})
 
 
 def test_concurrent_siblings_are_legal() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 from typing import Any
@@ -10,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sapwood.core.cluster import ClusterNode
 from sapwood.core.requests import GetRequest, PutRequest
 from sapwood.core.ring import BKey
 from sapwood.sim.network import MIN_NODES, SHAPES, Network, NetworkConfig
-from sapwood.sim.world import LostInCrash, NotRunning, SimBackend, World
+from sapwood.sim.world import TRACE_CHUNK, LostInCrash, NotRunning, SimBackend, World
 
 NODES = [f"n{i}" for i in range(1, 6)]
 KEY = BKey("default", "b", "k")
@@ -132,6 +134,28 @@ def formed(seed: int = 1) -> World:
     return world
 
 
+def test_the_digest_hashes_the_repr_of_every_delivery_and_record(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    entries: list[tuple[Any, ...]] = []
+    world = World(3, NODES[:3], members=NODES[:3], drift=0.01)
+    deliver = ClusterNode.on_message
+
+    def on_message(core: ClusterNode, sender: str, msg: Any, now_ms: int) -> Any:
+        entries.append((world.now, core.name, sender, type(msg).__name__))
+        return deliver(core, sender, msg, now_ms)
+
+    monkeypatch.setattr(ClusterNode, "on_message", on_message)
+    world.record("note", "it's", 1)
+    entries.append((world.now, "note", "it's", 1))
+    world.run_for(1_000)
+    for i in range(5):
+        world.call(NODES[i % 3], PutRequest(KEY, b"v%d" % i, w=3, dw=3))
+    world.record("end", None, (1, "x"))
+    entries.append((world.now, "end", None, (1, "x")))
+    assert 50 < len(entries) < TRACE_CHUNK  # one chunk
+    assert world.digest() == hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
+
+
 def test_a_formed_world_serves_writes() -> None:
     world = formed()
     result = world.call("n1", PutRequest(KEY, b"v", w=3, dw=3))
@@ -189,6 +213,46 @@ def test_a_flush_covers_only_the_writes_made_before_it_started() -> None:
     backend.sync_through(stale)  # a mark from before a crash covers nothing written since
     backend.crash()
     assert backend.get(0, b"again") is None
+
+
+def backend_contents(backend: SimBackend) -> tuple[Any, ...]:
+    return (list(backend.fold_objects(0)), list(backend.index_range(0, b"", b"\xff")),
+            list(backend.meta_items(b"")))
+
+
+BACKEND_STEP = st.one_of(
+    st.tuples(st.just("put"), st.sampled_from([b"a", b"b", b"c"]), st.binary(max_size=2),
+              st.lists(st.sampled_from([b"i1", b"i2"]), max_size=2)),
+    st.tuples(st.just("delete"), st.sampled_from([b"a", b"b", b"c"]),
+              st.lists(st.sampled_from([b"i1", b"i2"]), max_size=2)),
+    st.tuples(st.just("meta"), st.sampled_from([b"m1", b"m2"]), st.binary(max_size=2)),
+    st.tuples(st.just("mark")),
+    st.tuples(st.just("flush"), st.integers(0, 3)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(BACKEND_STEP, max_size=25))
+def test_a_crash_restores_the_state_of_the_latest_completed_flush(steps: list[Any]) -> None:
+    backend = SimBackend()
+    marks: list[tuple[int, tuple[Any, ...]]] = []  # flushes started: (mark, contents then)
+    durable_mark, durable = 0, backend_contents(backend)
+    for step in steps:
+        if step[0] == "put":
+            backend.put(0, step[1], step[2], add_index=step[3])
+        elif step[0] == "delete":
+            backend.delete(0, step[1], remove_index=step[2])
+        elif step[0] == "meta":
+            backend.meta_put(step[1], step[2])
+        elif step[0] == "mark":
+            marks.append((backend.mark(), backend_contents(backend)))
+        elif marks:  # a flush completes, not necessarily the latest one started
+            mark, contents = marks.pop(max(0, len(marks) - 1 - step[1]))
+            backend.sync_through(mark)
+            if mark > durable_mark:  # an older flush completing late adds nothing
+                durable_mark, durable = mark, contents
+    backend.crash()
+    assert backend_contents(backend) == durable
 
 
 def test_a_paused_node_answers_after_it_resumes() -> None:

@@ -79,11 +79,13 @@ def complete_op(op: RecordedOp, outcome: Outcome, now_ms: int, detail: str = "")
 
 def outcome_counts(ops: Iterable[RecordedOp]) -> dict[str, dict[str, int]]:
     """Operations by kind and outcome (one still pending counts as info)."""
-    table: dict[str, dict[str, int]] = {}
+    by_kind: dict[StrEnum, dict[str, int]] = {}
     for op in ops:
-        row = table.setdefault(op.kind.value, {o.value: 0 for o in Outcome})
-        row[(op.outcome or Outcome.INFO).value] += 1
-    return table
+        row = by_kind.get(op.kind)
+        if row is None:
+            row = by_kind[op.kind] = {o.value: 0 for o in Outcome}
+        row[(op.outcome or Outcome.INFO)._value_] += 1
+    return {kind.value: row for kind, row in by_kind.items()}
 
 
 OpT = TypeVar("OpT", bound=ClientOp)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 # The shapes `Network.partition` knows, by name, and the fewest nodes each needs to cut anything.
 MIN_NODES = {"halves": 2, "random_split": 2, "isolate": 2, "bridge": 3, "majorities_ring": 4}
 SHAPES = tuple(MIN_NODES)
+LOST = -1  # `Network.delay`: the message is dropped
+DUPLICATED = -2  # `Network.delay`: the message arrives twice, after the delays in `echo`
 
 
 def shapes_for(count: int) -> tuple[str, ...]:
@@ -51,30 +53,42 @@ class Network:
     delivered: int = 0
     dropped: int = 0
     duplicated: int = 0
+    echo: tuple[int, int] = (0, 0)  # the two delays of the latest duplicated message
 
     def delays(self, sender: str, receiver: str) -> tuple[int, ...]:
         """Delivery delays for one message: () when lost, two entries when duplicated."""
+        delay = self.delay(sender, receiver)
+        if delay >= 0:
+            return (delay,)
+        return self.echo if delay == DUPLICATED else ()
+
+    def delay(self, sender: str, receiver: str) -> int:
+        """`delays` for the event loop, without a tuple per message: the one delivery's delay,
+        LOST, or DUPLICATED with the two deliveries' delays in `echo`."""
         if sender == receiver:
             self.delivered += 1
-            return (0,)
+            return 0
         config = self.config
         rand = self.rng.random
-        cut = self.cut
-        if (cut and (sender, receiver) in cut) or (config.loss and rand() < config.loss):
+        loss = config.loss
+        if (self.cut and (sender, receiver) in self.cut) or (loss and rand() < loss):
             self.dropped += 1
-            return ()
+            return LOST
         # _latency, inlined: this runs for every message
-        if config.slow_fraction and rand() < config.slow_fraction:
+        slow = config.slow_fraction
+        if slow and rand() < slow:
             low, high = config.slow_latency_ms
         else:
             low, high = config.latency_ms
         first = low + int(rand() * (high - low + 1))
-        if config.duplication and rand() < config.duplication:
+        duplication = config.duplication
+        if duplication and rand() < duplication:
             self.duplicated += 1
             self.delivered += 2
-            return (first, self._latency(config, rand))
+            self.echo = (first, self._latency(config, rand))
+            return DUPLICATED
         self.delivered += 1
-        return (first,)
+        return first
 
     @staticmethod
     def _latency(config: NetworkConfig, rand: Callable[[], float]) -> int:

@@ -8,12 +8,14 @@ key with r=all/pr=all (read repair), and judge the history and the replicas.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import random
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -151,8 +153,9 @@ def run_seed(seed: int, options: RunOptions | None = None) -> RunReport:
     started = time.perf_counter()
     world: World | None = None
     try:
-        world = _build_world(seed, options)
-        _Run(world, options, report).execute()
+        with _run_gc():
+            world = _build_world(seed, options)
+            _Run(world, options, report).execute()
     except Exception:
         report.error = traceback.format_exc()
     if world is not None:
@@ -161,6 +164,24 @@ def run_seed(seed: int, options: RunOptions | None = None) -> RunReport:
         report.events = world.events_run
     report.real_s = time.perf_counter() - started
     return report
+
+
+@contextmanager
+def _run_gc() -> Iterator[None]:
+    """Collections during a run walk only the objects the run makes.
+
+    Collections took ~4% of a run's CPU, half of it in older-generation passes that walked every
+    module and import-time object again. What existed before the run is frozen for its duration
+    and unfrozen after (so it is collected as before); the run's own cycles are collected as usual.
+    """
+    freeze = gc.get_freeze_count() == 0  # a caller's own freeze is left alone
+    if freeze:
+        gc.freeze()
+    try:
+        yield
+    finally:
+        if freeze:
+            gc.unfreeze()
 
 
 def scenario_spec(name: str) -> ScenarioSpec:

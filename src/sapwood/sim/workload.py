@@ -121,6 +121,16 @@ def encode_value(tag: int, elements: Iterable[int]) -> bytes:
     return f"{tag}:{','.join(map(str, sorted(elements)))}".encode()
 
 
+def extend_value(tag: int, raw: bytes, elements: frozenset[int]) -> bytes:
+    """`encode_value(tag, elements | {tag})`, where `raw` is the encoding of `elements` (under
+    another tag): a newer writer's tag sorts last, so it only needs appending to `raw`'s list."""
+    if not elements:
+        return b"%d:%d" % (tag, tag)
+    if tag in elements or tag < max(elements):
+        return encode_value(tag, elements | {tag})
+    return b"%d:%s,%d" % (tag, raw.partition(b":")[2], tag)
+
+
 def decode_value(raw: bytes) -> tuple[int, frozenset[int]]:
     tag, _, rest = raw.partition(b":")
     return int(tag), frozenset(map(int, rest.split(b","))) if rest else frozenset()
@@ -142,10 +152,21 @@ class ValueCache:
             self._entries[raw] = found
         return found
 
+    def remember(self, raw: bytes, tag: int, elements: frozenset[int]) -> None:
+        """A value a client is about to write: its reads will find it decoded."""
+        if len(self._entries) >= self.limit:
+            self._entries.clear()
+        self._entries[raw] = (tag, elements)
+
     def siblings(self, obj: KVObject | None) -> list[tuple[int, frozenset[int]]]:
+        return [self.decode(raw) for raw in self.live(obj)]
+
+    @staticmethod
+    def live(obj: KVObject | None) -> list[bytes]:
+        """The values of the object's siblings that are not deletions."""
         if obj is None:
             return []
-        return [self.decode(s.value) for s in obj.siblings if not s.meta.deleted]
+        return [s.value for s in obj.siblings if not s.meta.deleted]
 
 
 class Workload(ClientLoop[OpRecord, WorkloadConfig]):
@@ -180,7 +201,8 @@ class Workload(ClientLoop[OpRecord, WorkloadConfig]):
             self._request(op, GetRequest(key, r=r, timeout_ms=self.config.request_timeout_ms),
                           lambda result: self._after_read(op, key, result))
         elif kind is OpKind.BLIND:
-            self._write(op, key, encode_value(op.op_id, (op.op_id,)), {})
+            elements = frozenset((op.op_id,))
+            self._write(op, key, encode_value(op.op_id, elements), elements, {})
         else:
             query = CoverageRequest(ListKeys(SETS_TYPE, BUCKET),
                                     timeout_ms=self.config.request_timeout_ms)
@@ -194,7 +216,8 @@ class Workload(ClientLoop[OpRecord, WorkloadConfig]):
 
     def _complete(self, op: OpRecord, outcome: Outcome, detail: str) -> None:
         History.complete(op, outcome, self.world.now, detail)
-        self.world.record("op", op.op_id, op.kind.value, op.key, outcome.value)
+        # `_value_`: the same str as `.value`, without the enum property's Python-level lookup
+        self.world.record("op", op.op_id, op.kind._value_, op.key, outcome._value_)
 
     # --- reads and writes ---------------------------------------------------------------------
 
@@ -203,7 +226,8 @@ class Workload(ClientLoop[OpRecord, WorkloadConfig]):
             self._finish(op, Outcome.FAIL, describe_error(result))
             return
         assert isinstance(result, GetResult)
-        siblings = self.values.siblings(result.obj)
+        raws = self.values.live(result.obj)
+        siblings = [self.values.decode(raw) for raw in raws]
         if key.type == SETS_TYPE:
             self.observer.observe(key.key, siblings, f"op {op.op_id} read via {op.node}")
         if op.kind is OpKind.READ:
@@ -224,9 +248,15 @@ class Workload(ClientLoop[OpRecord, WorkloadConfig]):
             self._request(op, request, lambda res: self._finish_write(op, res))
             return
         elements.add(op.op_id)
-        self._write(op, key, encode_value(op.op_id, elements), context)
+        # The usual read finds one sibling, whose encoded list this write extends.
+        value = (extend_value(op.op_id, raws[0], siblings[0][1]) if len(raws) == 1
+                 else encode_value(op.op_id, elements))
+        self._write(op, key, value, frozenset(elements), context)
 
-    def _write(self, op: OpRecord, key: BKey, value: bytes, context: dict[bytes, int]) -> None:
+    def _write(self, op: OpRecord, key: BKey, value: bytes, elements: frozenset[int],
+               context: dict[bytes, int]) -> None:
+        """Write `value`, the encoding of `elements` under this op's tag."""
+        self.values.remember(value, op.op_id, elements)
         w, dw = self.rng.choice(self.config.write_quorums)
         op.wrote = True
         self.observer.wrote(key.key if key.type == SETS_TYPE else "lww:" + key.key, op.op_id)

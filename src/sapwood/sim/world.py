@@ -27,8 +27,8 @@ from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTim
 from sapwood.core.membership import ClusterState, Member, Status
 from sapwood.core.messages import CoordinatePut, CoordinateUpdate
 from sapwood.core.requests import Request
-from sapwood.sim.network import Network, NetworkConfig
-from sapwood.storage.memory import MemoryBackend
+from sapwood.sim.network import LOST, Network, NetworkConfig
+from sapwood.storage.memory import MemoryBackend, _SortedKeys
 
 FLUSH_DELAY_MS = (1, 3)  # how long a group commit (fsync) takes, uniform
 MAX_EVENTS = 50_000_000  # a run that needs more is looping
@@ -71,24 +71,44 @@ class SimBackend(MemoryBackend):
     def __init__(self) -> None:
         super().__init__()
         self._base = 0  # the position of the oldest unsynced change in the change history
+        # The unsynced changes, oldest first, as (table, key, the value it replaced or None):
+        # a tuple each rather than the base class's undo closure (cheaper to make and to keep).
+        self._changes: list[tuple[_SortedKeys, bytes, bytes | None]] = []
+
+    def _set(self, table: _SortedKeys, key: bytes, value: bytes) -> None:
+        self._changes.append((table, key, table.set(key, value)))
+
+    def _remove(self, table: _SortedKeys, key: bytes) -> None:
+        old = table.remove(key)
+        if old is not None:
+            self._changes.append((table, key, old))
 
     def mark(self) -> int:
         """The position a flush starting now will make durable up to."""
-        return self._base + len(self._undo)
+        return self._base + len(self._changes)
 
     def sync_through(self, mark: int) -> None:
         count = mark - self._base
         if count > 0:
-            del self._undo[:count]
+            del self._changes[:count]
             self._base = mark
             self.syncs += 1
 
     def sync(self) -> None:
-        self._base += len(self._undo)
+        self._base += len(self._changes)
+        self._changes.clear()
         super().sync()
 
     def crash(self) -> None:
-        self._base += len(self._undo)  # marks taken before the crash must never match again
+        """Lose every change not yet synced, newest first."""
+        changes = self._changes
+        self._base += len(changes)  # marks taken before the crash must never match again
+        while changes:
+            table, key, old = changes.pop()
+            if old is None:
+                table.remove(key)
+            else:
+                table.set(key, old)
         super().crash()
 
     def batch(self) -> AbstractContextManager[None]:
@@ -97,6 +117,9 @@ class SimBackend(MemoryBackend):
 
 @dataclass(slots=True)
 class SimNode:
+    """One node of the world; its `core` and `paused` change only through the World's methods
+    (which keep the World's cached view of who is up in step)."""
+
     name: str
     backend: SimBackend
     core: ClusterNode | None
@@ -108,6 +131,8 @@ class SimNode:
     timer_versions: dict[Any, int] = field(default_factory=dict)
     parked: list[tuple[Callable[[Any], None], Any]] = field(default_factory=list)
     callbacks: dict[int, Callback] = field(default_factory=dict)  # client requests in flight
+    # The tail of this node's trace entries for a delivery, by sender and message type.
+    trace_tags: dict[str, dict[type, str]] = field(default_factory=dict)
 
     @property
     def alive(self) -> bool:
@@ -138,12 +163,23 @@ class World:
         self._slots: dict[int, list[tuple[Callable[[Any], None], Any]]] = {}
         self._seq = itertools.count()  # timer versions
         self._req_ids = itertools.count(1)
-        self._trace: list[tuple[Any, ...]] = []
+        # The entries not hashed yet, two strings each: ", " and the entry tuple's repr, or for
+        # a delivery ", (<now>, " (the lead, one string per ms) and the rest of the repr.
+        self._trace: list[str] = []
+        self._lead_at = -1
+        self._lead = ""
         self._hash = hashlib.sha256()
         self.events_run = 0
         self._halted = False
         self._looping = False
-        self._deliver = self._on_deliver  # bound once: it is scheduled for every message
+        # Bound once: one is scheduled for every message, timer and flush.
+        self._deliver = self._on_deliver
+        # Bumped whenever a node starts, stops, pauses or resumes; `pick_target` keeps the live
+        # nodes of the latest targets it saw for as long as it stays put.
+        self._liveness = 0
+        self._live_targets: tuple[int, list[str], list[str]] = (-1, [], [])
+        self._timer = self._on_timer
+        self._flush = self._on_flush
         # Client requests whose CoordinatePut (or CoordinateUpdate) the network delivered twice:
         # the coordinating vnode sees two writes (the checkers allow the extra sibling such a
         # write leaves, and a data type update applied twice).
@@ -183,10 +219,12 @@ class World:
         Rounding down would fire a timer while the node's clock still reads less than its time,
         and a core that re-arms for the same time would then spin at one instant.
         """
+        base = node.offset_ms + CLOCK_BASE_MS
         if not node.drift:
-            return max(self.now, at_ms - node.offset_ms - CLOCK_BASE_MS)
-        t = max(self.now, math.ceil((at_ms - node.offset_ms - CLOCK_BASE_MS) / (1 + node.drift)))
-        while int(t * (1 + node.drift)) + node.offset_ms + CLOCK_BASE_MS < at_ms:
+            return max(self.now, at_ms - base)
+        rate = 1 + node.drift
+        t = max(self.now, math.ceil((at_ms - base) / rate))
+        while int(t * rate) + base < at_ms:
             t += 1
         return t
 
@@ -208,6 +246,7 @@ class World:
                                   "http_url": ""})
         rng = random.Random(self.rng.getrandbits(64))
         node.core = ClusterNode(node.name, node.backend, node.incarnation, config, rng, state)
+        self._liveness += 1
         self._execute(node, node.core.start(self.clock(node)))
 
     def form_cluster(self, names: list[str] | None = None) -> None:
@@ -227,6 +266,7 @@ class World:
         node.backend.crash()
         node.core = None
         node.paused = False
+        self._liveness += 1
         node.parked.clear()
         node.timer_versions.clear()
         self.record("crash", name)
@@ -249,6 +289,7 @@ class World:
         node = self.nodes[name]
         if node.core is not None and not node.paused:
             node.paused = True
+            self._liveness += 1
             self.record("pause", name)
 
     def resume(self, name: str) -> None:
@@ -256,6 +297,7 @@ class World:
         if not node.paused:
             return
         node.paused = False
+        self._liveness += 1
         self.record("resume", name)
         parked, node.parked = node.parked, []
         for handler, payload in parked:
@@ -268,8 +310,12 @@ class World:
     def pick_target(self, targets: Sequence[str], rng: random.Random, live_bias: float) -> str:
         """The node a simulated client sends to: one it believes is up with chance `live_bias`
         (clients learn of crashes only by their requests failing), else any of `targets`."""
-        nodes = self.nodes
-        live = [n for n in targets if nodes[n].core is not None and not nodes[n].paused]
+        cached = self._live_targets
+        if cached[0] != self._liveness or cached[1] != targets:
+            nodes = self.nodes
+            live = [n for n in targets if (node := nodes[n]).core is not None and not node.paused]
+            self._live_targets = cached = (self._liveness, list(targets), live)
+        live = cached[2]
         if live and rng.random() < live_bias:
             return rng.choice(live)
         return rng.choice(targets)
@@ -436,7 +482,11 @@ class World:
                             return True
                 finally:
                     count += ran
-                    self._consumed(at, slot, ran)
+                    if ran >= len(slot):  # _consumed, inlined: this runs for every busy ms
+                        heapq.heappop(times)
+                        del slots[at]
+                    else:
+                        del slot[:ran]
                 if count >= budget:
                     raise RuntimeError(f"event budget of {MAX_EVENTS} exhausted")
             return False
@@ -459,12 +509,27 @@ class World:
         if node.paused:
             node.parked.append((self._on_deliver, payload))
             return
+        # The trace entry is the repr of (now, node, sender, message type), from cached pieces:
+        # this runs for every message, and the tail takes one of a few hundred values.
+        tags = node.trace_tags.get(sender)
+        if tags is None:
+            tags = node.trace_tags[sender] = {}
+        kind = type(msg)
+        tail = tags.get(kind)
+        if tail is None:
+            tail = tags[kind] = repr((node.name, sender, kind.__name__))[1:]
+        if self._lead_at != self.now:
+            self._lead_at = self.now
+            self._lead = f", ({self.now}, "
         trace = self._trace
-        trace.append((self.now, node.name, sender, type(msg).__name__))
-        if len(trace) >= TRACE_CHUNK:
+        trace.append(self._lead)
+        trace.append(tail)
+        if len(trace) >= 2 * TRACE_CHUNK:
             self._hash_trace()
-        now = int(self.now * (1 + node.drift)) + node.offset_ms + CLOCK_BASE_MS
-        self._execute(node, core.on_message(sender, msg, now))
+        effects = core.on_message(sender, msg,
+                                  int(self.now * (1 + node.drift)) + node.offset_ms + CLOCK_BASE_MS)
+        if effects:
+            self._execute(node, effects)
 
     def _on_timer(self, payload: tuple[SimNode, int, Any, int]) -> None:
         node, incarnation, key, version = payload
@@ -477,7 +542,10 @@ class World:
             node.parked.append((self._on_timer, payload))
             return
         del node.timer_versions[key]
-        self._execute(node, core.on_timer(key, self.clock(node)))
+        effects = core.on_timer(key,
+                                int(self.now * (1 + node.drift)) + node.offset_ms + CLOCK_BASE_MS)
+        if effects:
+            self._execute(node, effects)
 
     def _on_flush(self, payload: tuple[SimNode, int, int, list[Flush]]) -> None:
         node, incarnation, mark, flushes = payload
@@ -502,7 +570,7 @@ class World:
             elif type(effect) is SetTimer:
                 version = next(self._seq)
                 node.timer_versions[effect.key] = version
-                self._push(self._to_world_time(node, effect.at_ms), self._on_timer,
+                self._push(self._to_world_time(node, effect.at_ms), self._timer,
                            (node, node.incarnation, effect.key, version))
             elif type(effect) is CancelTimer:
                 node.timer_versions.pop(effect.key, None)
@@ -512,19 +580,17 @@ class World:
                 flushes.append(effect)
         if flushes:
             low, high = self.flush_delay_ms
-            self._schedule(low + int(self.rng.random() * (high - low + 1)), self._on_flush,
+            self._schedule(low + int(self.rng.random() * (high - low + 1)), self._flush,
                            (node, node.incarnation, node.backend.mark(), flushes))
 
     def _send(self, node: SimNode, to: str, msg: Any) -> None:
         target = self.nodes.get(to)
         if target is None:
             return
-        delays = self.network.delays(node.name, to)
-        if not delays:
-            return
-        payload = (target, node.name, msg)
-        if len(delays) == 1:
-            at = self.now + delays[0]
+        delay = self.network.delay(node.name, to)
+        if delay >= 0:
+            payload = (target, node.name, msg)
+            at = self.now + delay
             slot = self._slots.get(at)  # _push, inlined: this runs for every message
             if slot is None:
                 self._slots[at] = [(self._deliver, payload)]
@@ -532,22 +598,29 @@ class World:
             else:
                 slot.append((self._deliver, payload))
             return
+        if delay == LOST:
+            return
+        first, second = self.network.echo
         if isinstance(msg, CoordinatePut | CoordinateUpdate):
             self.duplicated_puts.add(msg.req_id)
-        for delay in delays:
-            self._push(self.now + delay, self._deliver, payload)
+        payload = (target, node.name, msg)
+        self._push(self.now + first, self._deliver, payload)
+        self._push(self.now + second, self._deliver, payload)
 
     # --- the trace ----------------------------------------------------------------------------
 
     def record(self, *parts: Any) -> None:
         """Add an entry to the trace the digest is computed over (values must repr stably)."""
-        self._trace.append((self.now, *parts))
-        if len(self._trace) >= TRACE_CHUNK:
+        trace = self._trace
+        trace.append(", ")
+        trace.append(repr((self.now, *parts)))
+        if len(trace) >= 2 * TRACE_CHUNK:
             self._hash_trace()
 
     def _hash_trace(self) -> None:
-        # One repr of the whole chunk: the entries' reprs, comma-separated, in order.
-        self._hash.update(repr(self._trace).encode())
+        # A chunk hashes as the repr of the list of its entries' tuples would (the digests of
+        # earlier versions stay valid): "[" + the entries' reprs, comma-separated, + "]".
+        self._hash.update(("[" + "".join(self._trace)[2:] + "]").encode())
         self._trace.clear()
 
     def digest(self) -> str:
