@@ -96,6 +96,7 @@ class _KeyCoordinator:
         self.mode = mode
         self.timeout_ms = timeout_ms
         self._primary = {e.partition: e.primary for e in preflist}
+        self._primaries = sum(self._primary.values())  # summed in C: no generator per request
 
 
 class GetCoordinator(_KeyCoordinator):
@@ -110,8 +111,7 @@ class GetCoordinator(_KeyCoordinator):
         self.replies: dict[int, KVObject | None] = {}
         self.quorum = GetQuorum(
             n=quorums.n, r=quorums.r, pr=quorums.pr, notfound_ok=quorums.notfound_ok,
-            basic_quorum=quorums.basic_quorum, primaries=sum(e.primary for e in preflist),
-            asked=len(preflist),
+            basic_quorum=quorums.basic_quorum, primaries=self._primaries, asked=len(preflist),
         )
         self._merged: tuple[int, KVObject | None] = (0, None)  # (replies merged, their merge)
 
@@ -144,16 +144,16 @@ class GetCoordinator(_KeyCoordinator):
         return result
 
     def on_message(self, msg: Any, now_ms: int) -> list[Effect]:
-        if not isinstance(msg, FetchReply) or msg.partition in self.replies:
+        if type(msg) is not FetchReply:
             return []
-        if msg.partition not in self._primary:
-            return []
+        partition = msg.partition
+        primary = self._primary.get(partition)
+        if primary is None or partition in self.replies:
+            return []  # not asked, or a duplicate
         if msg.error is None:
-            self.replies[msg.partition] = msg.obj
-        verdict = self.quorum.add(
-            found=msg.obj is not None, error=msg.error is not None,
-            primary=self._primary[msg.partition],
-        )
+            self.replies[partition] = msg.obj
+        verdict = self.quorum.add(found=msg.obj is not None, error=msg.error is not None,
+                                  primary=primary)
         effects: list[Effect] = []
         if self.phase is _COLLECTING and verdict is not _V_PENDING:
             effects.append(self._answer(verdict))
@@ -243,7 +243,7 @@ class PutCoordinator(_KeyCoordinator):
         self.obj: KVObject | None = None
         self.quorum = PutQuorum(
             n=quorums.n, w=quorums.w, dw=max(quorums.dw, 1), pw=quorums.pw,
-            primaries=sum(e.primary for e in preflist), asked=len(preflist),
+            primaries=self._primaries, asked=len(preflist),
         )
         local = [e for e in preflist if e.node == node]
         candidates = local or preflist
