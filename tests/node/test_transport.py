@@ -19,7 +19,7 @@ from sapwood.core.failure import Ping
 from sapwood.core.handoff import HandoffBatch
 from sapwood.core.kvobject import KVObject, Metadata, Sibling
 from sapwood.core.messages import FetchReply
-from sapwood.node import pacing
+from sapwood.node import outbox, pacing
 from sapwood.node import transport as tmod
 from sapwood.node.pacing import Backoff
 from sapwood.node.secret import SECRET_FILE_NAME, SecretError, load_or_create_secret
@@ -120,6 +120,49 @@ def test_two_transports_exchange_messages_both_ways_in_order(loop: str) -> None:
         assert a_stats["connected"] and a_stats["inbound"]
         assert (a_stats["sent"], a_stats["received"], a_stats["dropped"]) == (2002, 2000, 0)
         assert b.stats()["a@127.0.0.1"]["received"] == 2002
+
+    run(with_cluster(test)(), loop)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_connected_peer_gets_more_than_its_write_buffer_holds_in_order(loop: str) -> None:
+    obj = big_object(4 * 1024 * 1024)  # a few times MAX_BATCH_BYTES: the socket buffer fills
+
+    async def test(c: Cluster) -> None:
+        a = await c.start("a@127.0.0.1")
+        await c.start("b@127.0.0.1")
+        a.send("b@127.0.0.1", Ping("first"))
+        await eventually(lambda: len(c.inboxes["b@127.0.0.1"]) == 1)  # connected now
+        sent: list[Any] = []
+        for turn in range(3):
+            for i in range(300):
+                sent.append(Ping(f"{turn}.{i}"))
+                a.send("b@127.0.0.1", sent[-1])
+            sent.append(FetchReply(turn, 3, "a@127.0.0.1", obj))
+            a.send("b@127.0.0.1", sent[-1])
+            await asyncio.sleep(0)  # the next turn's messages queue behind a full buffer
+        await eventually(lambda: len(c.inboxes["b@127.0.0.1"]) == 1 + len(sent))
+        assert [m for _, m in c.inboxes["b@127.0.0.1"][1:]] == sent
+        assert a.stats()["b@127.0.0.1"]["sent"] == 1 + len(sent)
+
+    run(with_cluster(test)(), loop)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_messages_queued_for_a_connection_closed_under_them_go_out_on_the_next(
+        loop: str) -> None:
+    async def test(c: Cluster) -> None:
+        a = await c.start("a@127.0.0.1")
+        await c.start("b@127.0.0.1")
+        a.send("b@127.0.0.1", Ping("first"))
+        await eventually(lambda: len(c.inboxes["b@127.0.0.1"]) == 1)
+        writer = a._peers["b@127.0.0.1"].writer
+        assert writer is not None
+        writer.transport.close()  # gone before the transport hears of it
+        a.send("b@127.0.0.1", Ping("second"))
+        a._peers["b@127.0.0.1"].flush()  # at once, before the connection's watcher runs
+        await eventually(lambda: len(c.inboxes["b@127.0.0.1"]) == 2)
+        assert c.inboxes["b@127.0.0.1"][1][1] == Ping("second")
 
     run(with_cluster(test)(), loop)
 
@@ -320,7 +363,7 @@ def test_a_full_queue_drops_and_says_so(caplog: pytest.LogCaptureFixture) -> Non
 
 
 def test_the_queue_is_bounded_in_bytes_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tmod, "MAX_QUEUED_BYTES", 10_000)
+    monkeypatch.setattr(outbox, "MAX_QUEUED_BYTES", 10_000)
 
     async def test(c: Cluster) -> None:
         a = await c.start("a@127.0.0.1")
@@ -351,8 +394,9 @@ def test_a_message_over_the_frame_limit_is_not_sent(monkeypatch: pytest.MonkeyPa
     assert any("HandoffBatch encodes to" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 @pytest.mark.parametrize("bad", ["oversized", "garbage"])
-def test_a_bad_incoming_frame_closes_the_connection(bad: str,
+def test_a_bad_incoming_frame_closes_the_connection(bad: str, loop: str,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     async def test(c: Cluster) -> None:
         a = await c.start("a@127.0.0.1")
@@ -368,7 +412,7 @@ def test_a_bad_incoming_frame_closes_the_connection(bad: str,
             writer.close()
         assert c.inboxes["b@127.0.0.1"] == []
 
-    run(with_cluster(test)())
+    run(with_cluster(test)(), loop)
     closing = [r.getMessage() for r in caplog.records
                if r.getMessage().startswith("closing the connection from a@127.0.0.1")]
     assert closing and ("limit" in closing[0] if bad == "oversized" else "malformed" in closing[0])

@@ -407,7 +407,7 @@ def test_objects_travel_as_their_stored_bytes() -> None:
     assert kvobject.encode(received) == wire
 
 
-def test_a_message_is_one_packb_and_one_unpackb(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_message_is_one_pack_and_one_unpackb(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
 
     def counted(name: str, real: Any) -> Any:
@@ -416,8 +416,13 @@ def test_a_message_is_one_packb_and_one_unpackb(monkeypatch: pytest.MonkeyPatch)
             return real(*args, **kwargs)
         return call
 
+    class CountedPacker:
+        def __init__(self, real: Any) -> None:
+            self.pack = counted("pack", real.pack)
+
     monkeypatch.setattr(msgpack, "packb", counted("packb", msgpack.packb))
     monkeypatch.setattr(msgpack, "unpackb", counted("unpackb", msgpack.unpackb))
+    monkeypatch.setattr(codec, "_packer", CountedPacker(codec._packer))
     obj = KVObject((Sibling(b"v", Metadata(usermeta=(("a", "b"),)), Dot(b"x", 1)),
                     Sibling(b"w", Metadata(), Dot(b"y", 1))), {b"x": 1, b"y": 1})
     op = ops.MapOp((ops.FieldKey("f", "set"),),
@@ -430,7 +435,7 @@ def test_a_message_is_one_packb_and_one_unpackb(monkeypatch: pytest.MonkeyPatch)
         calls.clear()
         assert decode_message(encode_message(msg)) == msg
         # The object's own bytes are unpacked once more, as a stored object's are on a read.
-        assert calls == ["packb", *["unpackb"] * unpacks]
+        assert calls == ["pack", *["unpackb"] * unpacks]
 
 
 @dataclass(frozen=True, slots=True)
@@ -604,3 +609,21 @@ def test_verdicts_round_trip() -> None:
     assert handshake.decode_verdict(handshake.encode_verdict(None)) == (None, "")
     refused = handshake.encode_verdict(Refusal.SECRET, "a@h does not share the secret")
     assert handshake.decode_verdict(refused) == (Refusal.SECRET, "a@h does not share the secret")
+
+
+def test_the_shared_packer_is_clean_after_a_refused_message() -> None:
+    bad = failure.Ping(object())  # type: ignore[arg-type]
+    with pytest.raises(EncodeError, match="cannot encode a object"):
+        encode_message(bad)
+    good = failure.Ping("a@h")
+    assert decode_message(encode_message(good)) == good
+
+
+def test_a_large_message_does_not_pin_the_packer_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(codec, "MAX_KEPT_PACK_BUFFER_BYTES", 100)
+    before = codec._packer
+    big = handoff.HandoffBatch(1, "a@h", 0, 1, [(b"k", b"v" * 2000)], True)
+    assert decode_message(encode_message(big)) == big
+    assert codec._packer is not before  # replaced, its grown buffer released
+    small = failure.Ping("a@h")
+    assert decode_message(encode_message(small)) == small

@@ -15,7 +15,7 @@ from sapwood.core.backend import Backend
 from sapwood.core.consensus import RaftConfig
 from sapwood.core.effects import Effect, Flush, Reply, Send, SetTimer
 from sapwood.core.ensemble_groups import ENSEMBLE_RAFT_CONFIG, RingView
-from sapwood.core.ensemble_messages import ENSEMBLE_MESSAGES, is_ensemble_timer
+from sapwood.core.ensemble_messages import ENSEMBLE_MESSAGES, ENSEMBLE_TYPES, is_ensemble_timer
 from sapwood.core.ensembles import EnsembleHost
 from sapwood.core.errors import BadRequest, SapwoodError, Unavailable, error_from_status
 from sapwood.core.failure import FailureDetector, Ping
@@ -185,9 +185,23 @@ class ClusterNode:
         backend batch (one commit), and every effect comes out after it, as on_message's do."""
         effects: list[Effect] = []
         with self.backend.batch():
+            group: list[Any] = []  # consecutive consistent-group messages: one host event
             for msg in msgs:
+                if type(msg) in ENSEMBLE_TYPES:
+                    group.append(msg)
+                    continue
+                if group:
+                    effects += self._on_ensemble_messages(sender, group, now_ms)
+                    group = []
                 effects += self._on_message(sender, msg, now_ms)
+            if group:
+                effects += self._on_ensemble_messages(sender, group, now_ms)
         return effects + self._drain() if self._outbox else effects
+
+    def _on_ensemble_messages(self, sender: str, msgs: list[Any], now_ms: int) -> list[Effect]:
+        self.now_ms = now_ms
+        self.detector.heard(sender, now_ms)
+        return self.ensembles.on_messages(sender, msgs, now_ms)
 
     def _on_message(self, sender: str, msg: Any, now_ms: int) -> list[Effect]:
         self.now_ms = now_ms

@@ -100,3 +100,4 @@ def is_ensemble_timer(key: Any) -> bool:
 
 ENSEMBLE_MESSAGES = (EnsembleEnvelope, EnsembleCall, EnsembleAnswer, EnsemblePersisted,
                      EnsembleRetireQuery, EnsembleRetired)
+ENSEMBLE_TYPES = frozenset(ENSEMBLE_MESSAGES)  # for exact-type tests (final classes)

@@ -19,6 +19,7 @@ import msgpack
 from sapwood.core.causal import Dot
 from sapwood.core.consensus import ABSENT, Delete, Get, Put, Version
 from sapwood.core.ensemble_messages import ConsistentCommand
+from sapwood.core.ensemble_storage import pack_small
 from sapwood.core.errors import BadRequest
 from sapwood.core.kvobject import KVObject, Metadata, Sibling, check_value_size, make_vtag
 from sapwood.core.requests import DeleteRequest, GetRequest, PutRequest
@@ -48,7 +49,7 @@ def expected_version(context: Mapping[bytes, int] | None) -> Version | None:
     """The version a write expects, from its context (None: the client sent none)."""
     if not context:
         return None
-    if set(context) != CONSISTENT_ACTORS:
+    if context.keys() != CONSISTENT_ACTORS:
         raise BadRequest(
             "the causal context (X-Riak-Vclock) comes from an eventually consistent bucket; a "
             "consistent bucket takes the context its own read returned (or none, to create)")
@@ -68,14 +69,14 @@ def refuse_consistent_context(context: Mapping[bytes, int] | None) -> None:
 
 def encode_value(value: bytes, meta: Metadata, now_ms: int) -> bytes:
     """Value and metadata as one register value (consistent objects carry no indexes)."""
-    packed: bytes = msgpack.packb([
+    return pack_small([
         VALUE_FORMAT, value, meta.content_type, meta.charset, meta.encoding,
         [list(pair) for pair in meta.usermeta], [list(link) for link in meta.links], now_ms,
-    ], use_bin_type=True)
-    return packed
+    ])
 
 
-def decode_value(data: bytes) -> tuple[bytes, Metadata]:
+def decode_value(data: bytes, vtag: str = "") -> tuple[bytes, Metadata]:
+    """The value and metadata of a register value (its metadata carrying `vtag`)."""
     try:
         fmt, value, ctype, charset, encoding, usermeta, links, modified = msgpack.unpackb(
             data, raw=False)
@@ -83,9 +84,9 @@ def decode_value(data: bytes) -> tuple[bytes, Metadata]:
             raise ValueError(f"unknown value format {fmt}")
         meta = Metadata(
             content_type=ctype, charset=charset, encoding=encoding,
-            usermeta=tuple((str(k), str(v)) for k, v in usermeta),
-            links=tuple((str(b), str(k), str(t)) for b, k, t in links),
-            last_modified_ms=int(modified),
+            usermeta=tuple((str(k), str(v)) for k, v in usermeta) if usermeta else (),
+            links=tuple((str(b), str(k), str(t)) for b, k, t in links) if links else (),
+            last_modified_ms=int(modified), vtag=vtag,
         )
     except (ValueError, TypeError, msgpack.ExtraData) as exc:
         raise BadRequest(f"a consistent register holds an unreadable value: {exc}") from None
@@ -94,13 +95,8 @@ def decode_value(data: bytes) -> tuple[bytes, Metadata]:
 
 def stored_object(version: Version, data: bytes) -> KVObject:
     """The object clients see: one sibling, its vtag and context derived from the version."""
-    value, meta = decode_value(data)
     dot = Dot(version.term.to_bytes(8, "big"), version.index)
-    meta = Metadata(
-        content_type=meta.content_type, charset=meta.charset, encoding=meta.encoding,
-        usermeta=meta.usermeta, links=meta.links, last_modified_ms=meta.last_modified_ms,
-        vtag=make_vtag(dot),
-    )
+    value, meta = decode_value(data, make_vtag(dot))
     return KVObject((Sibling(value, meta, dot),), version_clock(version))
 
 

@@ -59,6 +59,9 @@ HARD_STATE = b"h"
 SNAPSHOT = b"s"
 ENTRY = b"e"
 INDEX_BYTES = 8
+# The shared packer of `pack_small` keeps the buffer its largest value grew; one grown past this
+# is replaced, so a large value does not pin its size in memory.
+MAX_KEPT_PACK_BUFFER_BYTES = 1024 * 1024
 
 
 class StorageError(ValueError):
@@ -81,6 +84,24 @@ def _pack(value: Any) -> bytes:
     return packed
 
 
+def _new_packer() -> msgpack.Packer:
+    return msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
+_packer = _new_packer()
+
+
+def pack_small(value: Any) -> bytes:
+    """msgpack bytes of `value`, like packb, by one reused packer instead of one built per call
+    (which cost as much as the packing): for the values every write encodes (log entries,
+    register values)."""
+    global _packer
+    packed: bytes = _packer.pack(value)
+    if len(packed) > MAX_KEPT_PACK_BUFFER_BYTES:
+        _packer = _new_packer()
+    return packed
+
+
 # --- encodings ---------------------------------------------------------------------------------
 
 
@@ -98,6 +119,8 @@ def _expected_from_wire(value: Any) -> Version | str | None:
 
 
 def encode_command(command: EntryCommand) -> list[Any]:
+    if type(command) is Put:  # nearly every entry
+        return ["p", command.key, command.value, _expected_to_wire(command.expected)]
     if isinstance(command, NoOp):
         return ["n"]
     if isinstance(command, Reconfigure):
@@ -127,7 +150,7 @@ def decode_command(wire: list[Any]) -> EntryCommand:
 
 
 def encode_entry(entry: Entry) -> bytes:
-    return _pack([entry.term, entry.index, encode_command(entry.command)])
+    return pack_small([entry.term, entry.index, encode_command(entry.command)])
 
 
 def decode_entry(data: bytes) -> Entry:
@@ -155,12 +178,13 @@ class MemberStorage:
     needs no scan.
     """
 
-    __slots__ = ("_backend", "_kept_key", "_prefix", "high", "low", "wrote")
+    __slots__ = ("_backend", "_entry_prefix", "_kept_key", "_prefix", "high", "low", "wrote")
 
     def __init__(self, backend: Backend, group: str, member: str, low: int = 1,
                  high: int = 0, wrote: bool = False) -> None:
         self._backend = backend
         self._prefix = member_prefix(group, member)
+        self._entry_prefix = self._prefix + ENTRY
         self._kept_key = kept_key(group, member)
         self.low = low
         self.high = high
@@ -169,7 +193,7 @@ class MemberStorage:
         self.wrote = wrote
 
     def _entry_key(self, index: int) -> bytes:
-        return self._prefix + ENTRY + index.to_bytes(INDEX_BYTES, "big")
+        return self._entry_prefix + index.to_bytes(INDEX_BYTES, "big")
 
     def _put(self, kind: bytes, value: bytes) -> None:
         self._backend.put(CONSENSUS_PARTITION, self._prefix + kind, value)
@@ -184,10 +208,13 @@ class MemberStorage:
         if persist.truncate_from is not None:
             self._drop_from(persist.truncate_from)
         if persist.entries:
-            self._drop_from(persist.entries[0].index)
+            first = persist.entries[0].index
+            if first <= self.high:  # not a plain append: what it replaces goes first
+                self._drop_from(first)
+            put, prefix = self._backend.put, self._entry_prefix
             for entry in persist.entries:
-                self._backend.put(CONSENSUS_PARTITION, self._entry_key(entry.index),
-                                  encode_entry(entry))
+                put(CONSENSUS_PARTITION, prefix + entry.index.to_bytes(INDEX_BYTES, "big"),
+                    encode_entry(entry))
             if self.high < self.low:
                 self.low = persist.entries[0].index
             self.high = persist.entries[-1].index

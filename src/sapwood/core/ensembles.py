@@ -213,6 +213,20 @@ class EnsembleHost(RingFollower):
     def on_message(self, sender: str, msg: Any, now_ms: int) -> list[Effect]:
         self.now_ms = now_ms
         self._start_restored()
+        self._take(sender, msg)
+        return self._finish()
+
+    def on_messages(self, sender: str, msgs: list[Any], now_ms: int) -> list[Effect]:
+        """Several messages from `sender`, in order, as one event: each one's replica effects
+        run before the next is taken, and the flushes of all of them are asked for once."""
+        self.now_ms = now_ms
+        self._start_restored()
+        for msg in msgs:
+            self._take(sender, msg)
+            self._run_queue()
+        return self._finish()
+
+    def _take(self, sender: str, msg: Any) -> None:
         if isinstance(msg, EnsembleEnvelope):
             self._deliver(msg.group, msg.from_member, msg.to_member, msg.msg)
         elif isinstance(msg, EnsemblePersisted):
@@ -225,7 +239,6 @@ class EnsembleHost(RingFollower):
             self._on_retire_query(sender, msg)
         elif isinstance(msg, EnsembleRetired):
             self._on_retired(msg)
-        return self._finish()
 
     def on_timer(self, key: Any, now_ms: int) -> list[Effect]:
         self.now_ms = now_ms
@@ -283,9 +296,10 @@ class EnsembleHost(RingFollower):
             for persisted in durable.values():
                 self._persisted(persisted)
         out = self._out
-        out += [Flush(self.node, done) for done in self._flushes.values()]
         self._out = []
-        self._flushes = {}
+        if self._flushes:
+            out += [Flush(self.node, done) for done in self._flushes.values()]
+            self._flushes = {}
         return out
 
     def _run_queue(self) -> None:
@@ -389,7 +403,11 @@ class EnsembleHost(RingFollower):
     def _quorum_refusal(self, op: ConsistentOp) -> UnavailableError | None:
         """Refuse at once when this node sees most of the group's nodes down."""
         members = self._group_members(op.group)[0]
-        return minority_refusal(op, members, [m for m in members if self.is_up(member_node(m))])
+        is_up = self.is_up
+        reachable = [m for m in members if is_up(member_node(m))]
+        if members and len(reachable) == len(members):
+            return None  # the usual case: nothing to count
+        return minority_refusal(op, members, reachable)
 
     def _attempt(self, op: ConsistentOp, hint: str | None) -> None:
         """Ask the most promising member, or pause if none is reachable."""
@@ -425,6 +443,10 @@ class EnsembleHost(RingFollower):
         self._wake(op)
 
     def _choose(self, op: ConsistentOp, hint: str | None) -> str | None:
+        # The usual case first: the leader this node last heard of, asked straight away.
+        first = hint if hint is not None else self.leaders.get(op.group)
+        if first is not None and first not in op.avoid and self._reachable(first):
+            return first
         local = self._by_group.get(op.group, ())
         candidates = [hint, self.leaders.get(op.group)]
         candidates += [h.replica.leader_id for h in local] + [h.member for h in local]

@@ -1,8 +1,10 @@
 """asyncio TCP between nodes: one outbound connection per peer, authenticated, with bounded queues.
 
 Every peer this node sends to gets a dialer task: it connects (backing off exponentially while the
-peer is unreachable), shakes hands, then writes whatever is queued, many frames per write.
-Connections from peers are accepted, authenticated and read; their messages reach `on_message` in
+peer is unreachable) and shakes hands; while connected, the peer's `PeerOutbox` writes what each
+loop turn queued (see `sapwood.node.outbox`). Connections from peers are accepted and
+authenticated, then read by a protocol that decodes and delivers each chunk as the loop reads it
+(no reader task to wake, no stream buffer in between); their messages reach `on_message` in
 the order they were sent. Each direction of a pair has its own connection, so a node only ever
 writes to connections it dialled and a reconnect never races another writer.
 
@@ -26,13 +28,16 @@ import logging
 import random
 import secrets
 import socket
-from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from sapwood.node.outbox import (
+    MAX_QUEUED_BYTES,
+    MAX_QUEUED_MESSAGES,
+    PeerOutbox,
+    PeerState,
+)
 from sapwood.node.pacing import Backoff, LogThrottle, skipped_suffix
 from sapwood.node.secret import load_or_create_secret
 from sapwood.wire.codec import (
@@ -69,11 +74,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sapwood.transport")
 
-MAX_QUEUED_MESSAGES = 10_000  # per peer
-# Per peer. An empty queue still admits one message up to MAX_FRAME_BYTES, so a single large
-# object can always be sent; memory per peer stays below MAX_QUEUED_BYTES + MAX_FRAME_BYTES.
-MAX_QUEUED_BYTES = 32 * 1024 * 1024
-MAX_BATCH_BYTES = 1024 * 1024  # frames joined into one write
 READ_CHUNK_BYTES = 256 * 1024
 # Messages of one read handed to the node as one event (their writes share one commit); a read
 # holding more is handed over in several events of at most this many.
@@ -100,57 +100,6 @@ class HandshakeRefused(TransportError):
         self.detail = detail
 
 
-class PeerState(Enum):
-    IDLE = "idle"  # nothing to send, not connected
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    BACKOFF = "backoff"  # the last attempt failed; waiting before the next one
-
-
-@dataclass(slots=True)
-class _Peer:
-    """Outbound side of one peer: its queue of encoded frames and its connection's fate."""
-
-    name: str
-    queue: deque[bytes] = field(default_factory=deque)
-    queued_bytes: int = 0
-    state: PeerState = PeerState.IDLE
-    sent: int = 0
-    dropped: int = 0
-    last_error: str = ""
-    lost: bool = False  # the current connection is gone; set by its watcher
-    signal: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-
-    def admits(self, size: int) -> bool:
-        if not self.queue:
-            return True
-        return (len(self.queue) < MAX_QUEUED_MESSAGES
-                and self.queued_bytes + size <= MAX_QUEUED_BYTES)
-
-    def enqueue(self, frame: bytes) -> None:
-        self.queue.append(frame)
-        self.queued_bytes += len(frame)
-        if self.state is PeerState.IDLE:
-            self.state = PeerState.CONNECTING  # its dialer wakes up on the signal
-        self.signal.set()
-
-    def take_batch(self) -> tuple[bytes, int]:
-        queue = self.queue
-        frames = [queue.popleft()]
-        size = len(frames[0])
-        while queue and size + len(queue[0]) <= MAX_BATCH_BYTES:
-            frame = queue.popleft()
-            frames.append(frame)
-            size += len(frame)
-        self.queued_bytes -= size
-        return (frames[0] if len(frames) == 1 else b"".join(frames)), len(frames)
-
-    async def wait_for_signal(self) -> None:
-        self.signal.clear()
-        await self.signal.wait()
-
-
 class Transport:
     """Authenticated, framed message passing between the nodes of one cluster."""
 
@@ -174,9 +123,10 @@ class Transport:
         self._on_batch = on_batch
         self._decode_object = decode_object
         self._rng = rng or random.Random()
-        self._peers: dict[str, _Peer] = {}
+        self._peers: dict[str, PeerOutbox] = {}
         self._received: dict[str, int] = {}
         self._inbound: dict[str, asyncio.StreamWriter] = {}
+        self._reading: dict[asyncio.StreamWriter, _InboundFrames] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
         self._server: asyncio.Server | None = None
         self._throttle = LogThrottle()
@@ -242,7 +192,7 @@ class Transport:
             return
         peer.enqueue(frame)
 
-    def _warn_full(self, peer: _Peer, msg: Any) -> None:
+    def _warn_full(self, peer: PeerOutbox, msg: Any) -> None:
         skipped = self._throttle.allow((peer.name, "full"))
         if skipped is None:
             return
@@ -252,14 +202,14 @@ class Transport:
             MAX_QUEUED_MESSAGES, MAX_QUEUED_BYTES, type(msg).__name__, peer.state.value,
             f" ({peer.last_error})" if peer.last_error else "", skipped_suffix(skipped))
 
-    def _add_peer(self, name: str) -> _Peer:
-        peer = _Peer(name)
+    def _add_peer(self, name: str) -> PeerOutbox:
+        peer = PeerOutbox(name)
         self._peers[name] = peer
         peer.task = asyncio.get_running_loop().create_task(
             self._run_peer(peer), name=f"sapwood-peer-{name}")
         return peer
 
-    async def _run_peer(self, peer: _Peer) -> None:
+    async def _run_peer(self, peer: PeerOutbox) -> None:
         backoff = Backoff(self._rng)
         while True:
             while not peer.queue:
@@ -290,31 +240,31 @@ class Transport:
         reader, writer, _ = await self._open(addr, expect=name)
         return reader, writer
 
-    async def _pump(self, peer: _Peer, reader: asyncio.StreamReader,
+    async def _pump(self, peer: PeerOutbox, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> None:
-        """Write the peer's queue to one connection until that connection is lost."""
+        """Serve one connection until it is lost: `flush` writes each turn's frames; this task
+        writes what was queued before the connection and whatever a full buffer held back."""
         peer.state = PeerState.CONNECTED
         peer.last_error = ""
         peer.lost = False
+        peer.writer = writer
         watcher = asyncio.get_running_loop().create_task(self._watch_for_close(peer, reader))
         try:
             while not peer.lost:
                 if not peer.queue:
                     await peer.wait_for_signal()
                     continue
-                # Everything queued since the last turn goes out in one write.
-                data, count = peer.take_batch()
-                writer.write(data)
-                peer.sent += count
-                await writer.drain()
+                peer.flush()
+                await writer.drain()  # waits only while the buffer is over its high mark
         except (ConnectionError, OSError) as exc:
             peer.last_error = f"connection lost: {exc}"
             log.info("connection to %s lost: %s", peer.name, exc)
         finally:
+            peer.writer = None
             watcher.cancel()
             writer.close()
 
-    async def _watch_for_close(self, peer: _Peer, reader: asyncio.StreamReader) -> None:
+    async def _watch_for_close(self, peer: PeerOutbox, reader: asyncio.StreamReader) -> None:
         # Peers never write on a connection they accepted, so any read result means it is over.
         with suppress(ConnectionError, OSError):
             await reader.read(READ_CHUNK_BYTES)
@@ -405,6 +355,9 @@ class Transport:
             await _refuse(writer, Refusal.SECRET, f"{theirs.node} does not share the cluster "
                                                   f"secret of {mine.node}; {SECRET_HINT}")
         writer.write(encode_frame(encode_verdict(None)))
+        # From here on the peer may send messages: the protocol reading them takes over the
+        # connection in this same step, before the loop can read any of them into the stream.
+        self._read_frames(theirs.node, reader, writer)
         await writer.drain()
         return theirs
 
@@ -419,13 +372,14 @@ class Transport:
             _set_nodelay(writer)
             hello = await self._authenticate(reader, writer, where)
             if hello is not None:
-                await self._read_messages(hello.node, reader, writer)
+                await self._read_messages(hello.node, writer)
         except asyncio.CancelledError:
             # Only close() cancels a handler. Ending quietly keeps asyncio's stream callback from
             # reporting the cancellation as an error.
             pass
         finally:
             writer.close()
+            self._forget_inbound(writer)
             if task is not None:
                 self._handlers.discard(task)
 
@@ -450,33 +404,49 @@ class Transport:
         if skipped is not None:
             log.warning("refused a connection from %s: %s%s", where, exc, skipped_suffix(skipped))
 
-    async def _read_messages(self, name: str, reader: asyncio.StreamReader,
-                             writer: asyncio.StreamWriter) -> None:
+    def _read_frames(self, name: str, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        """Hand the authenticated connection from `name` to an `_InboundFrames` protocol."""
         old = self._inbound.get(name)
         if old is not None:
             old.close()  # the peer dialled again, so its previous connection is dead or dying
         self._inbound[name] = writer
-        decoder = FrameDecoder(MAX_FRAME_BYTES)
+        conn = writer.transport
+        protocol = _InboundFrames(self, name, conn)
+        self._reading[writer] = protocol
+        early = _buffered(reader)
+        conn.set_protocol(protocol)
+        if early:
+            protocol.data_received(early)
+
+    async def _read_messages(self, name: str, writer: asyncio.StreamWriter) -> None:
+        """Wait for the connection from `name` to end (its protocol does the reading)."""
+        protocol = self._reading.get(writer)
+        if protocol is not None:
+            exc = await protocol.ended
+            if exc is not None:
+                log.info("connection from %s lost: %s", name, exc)
+
+    def _forget_inbound(self, writer: asyncio.StreamWriter) -> None:
+        """The connection is over (or never got past the handshake)."""
+        protocol = self._reading.pop(writer, None)
+        if protocol is not None and self._inbound.get(protocol.name) is writer:
+            del self._inbound[protocol.name]
+
+    def _receive(self, name: str, decoder: FrameDecoder, data: bytes) -> bool:
+        """Decode and deliver the frames completed by `data`; False if the stream is bad (the
+        messages before the bad frame still count, and the connection is to be closed)."""
+        msgs: list[Any] = []
         try:
-            while True:
-                data = await reader.read(READ_CHUNK_BYTES)
-                if not data:
-                    return
-                msgs: list[Any] = []
-                try:
-                    for payload in decoder.feed(data):
-                        msgs.append(decode_message(payload, self._decode_object))
-                finally:
-                    # The messages before an undecodable one still count (the connection closes).
-                    if msgs:
-                        self._deliver_all(name, msgs)
+            for payload in decoder.feed(data):
+                msgs.append(decode_message(payload, self._decode_object))
         except CodecError as exc:
             log.error("closing the connection from %s: %s", name, exc)
-        except (ConnectionError, OSError) as exc:
-            log.info("connection from %s lost: %s", name, exc)
+            return False
         finally:
-            if self._inbound.get(name) is writer:
-                del self._inbound[name]
+            if msgs:
+                self._deliver_all(name, msgs)
+        return True
 
     def _deliver_all(self, sender: str, msgs: list[Any]) -> None:
         """The messages of one read, in order: as batches when the node takes them so."""
@@ -505,7 +475,7 @@ class Transport:
         """Per peer: outbound state and counters, and messages received from it."""
         out: dict[str, dict[str, Any]] = {}
         for name in sorted(set(self._peers) | set(self._received)):
-            peer = self._peers.get(name) or _Peer(name)
+            peer = self._peers.get(name) or PeerOutbox(name)
             out[name] = {
                 "connected": peer.state is PeerState.CONNECTED,
                 "state": peer.state.value,
@@ -518,6 +488,44 @@ class Transport:
                 "last_error": peer.last_error,
             }
         return out
+
+
+class _InboundFrames(asyncio.Protocol):
+    """Reads one authenticated peer's connection: every chunk the loop reads is split into
+    frames, decoded and delivered at once, in order."""
+
+    def __init__(self, owner: Transport, name: str, conn: asyncio.BaseTransport) -> None:
+        self._owner = owner
+        self.name = name
+        self._conn = conn
+        self._decoder = FrameDecoder(MAX_FRAME_BYTES)
+        self._open = True
+        # The connection's end (its error, if any); the accepting task waits for it.
+        self.ended: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        if self._open and not self._owner._receive(self.name, self._decoder, data):
+            self._open = False
+            self._conn.close()
+
+    def eof_received(self) -> bool:
+        return False  # the peer hung up: close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._open = False
+        if not self.ended.done():
+            self.ended.set_result(exc)
+
+
+def _buffered(reader: asyncio.StreamReader) -> bytes:
+    """Bytes the stream read ahead of the handshake's last frame. None in practice (the peer
+    sends nothing between its proof and our verdict), but taken over rather than lost."""
+    buffer = getattr(reader, "_buffer", None)
+    if not buffer:
+        return b""
+    data = bytes(buffer)
+    buffer.clear()
+    return data
 
 
 async def _read_handshake_frame(reader: asyncio.StreamReader) -> bytes:

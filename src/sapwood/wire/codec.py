@@ -54,6 +54,9 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024  # above the 50 MB object limit, with room fo
 MAX_HANDSHAKE_FRAME_BYTES = 4096
 MAX_CODE = 65_535
 PACK_BUFFER_BYTES = 1024  # grows as needed; the default 256 KiB costs an mmap per message
+# The shared packer keeps the buffer its largest message grew; one that grew past this is
+# replaced, so a large message (a handoff batch) does not pin its size in memory.
+MAX_KEPT_PACK_BUFFER_BYTES = 1024 * 1024
 FRAME_HEADER = struct.Struct(">I")
 
 # Heads of tagged arrays that are not registered objects (those are headed by their code >= 1).
@@ -347,20 +350,35 @@ def _refuse_extension(code: int, data: bytes) -> Any:
     raise DecodeError(f"unknown msgpack extension type {code}")
 
 
+def _new_packer() -> msgpack.Packer:
+    # strict_types: a tuple or a list subclass in a plain field reaches _refuse_unpackable
+    # instead of silently becoming a list.
+    return msgpack.Packer(default=_refuse_unpackable, strict_types=True, use_bin_type=True,
+                          autoreset=True, buf_size=PACK_BUFFER_BYTES)
+
+
+# One packer for every message rather than one built per message (packb's way), which cost as
+# much as the packing itself. Its buffer is reset after each message, and on an error too.
+# Messages are encoded on the node's event loop thread only (its default= hook runs Python code,
+# so two threads packing at once could interleave there).
+_packer = _new_packer()
+
+
 def encode_message(msg: Any) -> bytes:
     """A registered message -> msgpack bytes. EncodeError for anything unregistered inside."""
+    global _packer
     entry = _BY_CLASS.get(type(msg))
     if entry is None:
         raise EncodeError(f"{type(msg).__qualname__} is not a registered message")
     try:
-        # strict_types: a tuple or a list subclass in a plain field reaches _refuse_unpackable
-        # instead of silently becoming a list.
-        return msgpack.packb(entry.encode(msg), default=_refuse_unpackable, strict_types=True,
-                             use_bin_type=True, buf_size=PACK_BUFFER_BYTES)
+        data: bytes = _packer.pack(entry.encode(msg))
     except EncodeError:
         raise
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise EncodeError(f"cannot encode {type(msg).__qualname__}: {exc}") from None
+    if len(data) > MAX_KEPT_PACK_BUFFER_BYTES:
+        _packer = _new_packer()
+    return data
 
 
 ObjectDecoder = Callable[[bytes], "kvobject.KVObject"]
@@ -428,23 +446,33 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[bytes]:
         buffer = self._buffer
-        buffer += data
+        header = FRAME_HEADER.size
+        if buffer:
+            buffer += data
+            if len(buffer) >= header and len(buffer) - header < self._announced(buffer, 0):
+                return []  # still inside one frame: no copy until it is complete
+            data = bytes(buffer)
+            buffer.clear()
+        # Frames are sliced straight out of the chunk read (usually whole frames): one copy each.
         frames: list[bytes] = []
         pos = 0
-        end = len(buffer)
-        header = FRAME_HEADER.size
+        end = len(data)
         while end - pos >= header:
-            (size,) = FRAME_HEADER.unpack_from(buffer, pos)
-            if size > self.max_bytes:
-                raise FrameTooLarge(
-                    f"the peer announced a frame of {size} bytes; the limit is {self.max_bytes}")
+            size = self._announced(data, pos)
             if end - pos - header < size:
                 break
-            frames.append(bytes(buffer[pos + header : pos + header + size]))
+            frames.append(data[pos + header : pos + header + size])
             pos += header + size
-        if pos:
-            del buffer[:pos]
+        if pos < end:
+            buffer += memoryview(data)[pos:]
         return frames
+
+    def _announced(self, data: bytes | bytearray, pos: int) -> int:
+        (size,) = FRAME_HEADER.unpack_from(data, pos)
+        if size > self.max_bytes:
+            raise FrameTooLarge(
+                f"the peer announced a frame of {size} bytes; the limit is {self.max_bytes}")
+        return int(size)
 
 
 # --- the vocabulary ---------------------------------------------------------------------------

@@ -126,7 +126,7 @@ class KvState:
 def _put_refusal(command: Put, current: tuple[Version, bytes] | None) -> str | None:
     """Why a put's precondition fails, or None when it holds."""
     expected = command.expected
-    if expected is None or expected == ABSENT:
+    if expected is None or (type(expected) is not Version and expected == ABSENT):
         if current is None:
             return None
         return (

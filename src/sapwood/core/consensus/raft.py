@@ -41,6 +41,7 @@ from sapwood.core.consensus.messages import (
     HeartbeatResponse,
     InstallSnapshot,
     RaftMessage,
+    Reconfigure,
     SnapshotResponse,
     VoteRequest,
     VoteResponse,
@@ -203,7 +204,10 @@ class RaftReplica(Elections):
         deadline = now_ms + self.config.proposal_timeout_ms
         self._proposals.add(entry.index, PendingProposal(req_id, self._term, deadline))
         self._pump_all()
-        self._maybe_commit(now_ms)
+        if isinstance(admitted, Reconfigure):
+            # A new voter set counts at once (a smaller one may commit now); any other entry
+            # changes no match and nothing durable, so it cannot commit anything yet.
+            self._maybe_commit(now_ms)
         return self._finish()
 
     def read(self, req_id: int, key: bytes, now_ms: int) -> list[RaftEffect]:
@@ -412,7 +416,10 @@ class RaftReplica(Elections):
             for req_id, answer in self._proposals.settle(entry, result):
                 self._reply(req_id, answer)
         if self._feed is not None:
-            self._settle_reads(now_ms)
+            # A commit can only answer waiting reads (those wait for this leader's commit index
+            # to be current); round acknowledgements are settled where they arrive.
+            if self._feed.reads:
+                self._settle_reads(now_ms)
             if not self.is_voter and self._store.membership.latest_change_index <= self._store.commit:
                 # Our own removal is committed: hand over by going quiet (Raft thesis 4.2.2).
                 self._become_follower(self._term, None, now_ms)
