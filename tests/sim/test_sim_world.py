@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from sapwood.core.cluster import ClusterNode
 from sapwood.core.requests import GetRequest, PutRequest
 from sapwood.core.ring import BKey
+from sapwood.sim.disk import SimBackend
 from sapwood.sim.network import MIN_NODES, SHAPES, Network, NetworkConfig
-from sapwood.sim.world import TRACE_CHUNK, LostInCrash, NotRunning, SimBackend, World
+from sapwood.sim.world import TRACE_CHUNK, LostInCrash, NotRunning, World
 
 NODES = [f"n{i}" for i in range(1, 6)]
 KEY = BKey("default", "b", "k")

@@ -37,7 +37,7 @@ from sapwood.sim import linearizability
 from sapwood.sim.checkers import Verdict, _details
 from sapwood.sim.clients import ClientConfig, ClientLoop, WeightedMix, describe_error
 from sapwood.sim.history import HistoryRecorder, OpKind, Outcome
-from sapwood.sim.scenario import N_VAL, JudgeContext, ScenarioConfig, ScenarioSpec
+from sapwood.sim.scenario import N_VAL, ClientLoopScenario, JudgeContext, ScenarioConfig, ScenarioSpec
 from sapwood.sim.world import NotRunning, World
 
 CONSISTENT_TYPE = "sim_consistent"
@@ -338,7 +338,9 @@ class LivenessProbe:
                        f"every key read and written within {worst} ms of the heal")
 
 
-class ConsistentScenario:
+class ConsistentScenario(ClientLoopScenario):
+    workload: ConsistentWorkload
+
     def __init__(self, world: World, config: ScenarioConfig | ConsistentConfig,
                  rng: random.Random, targets: list[str]) -> None:
         workload_config = (config if isinstance(config, ConsistentConfig)
@@ -347,13 +349,6 @@ class ConsistentScenario:
         self.probe = LivenessProbe(self.workload, targets)
         # Probe from the heal: the runner quiesces the faults right after the last op ends.
         self.workload.on_finished = lambda: world.schedule(1, self.probe.start)
-
-    @property
-    def finished(self) -> bool:
-        return self.workload.finished
-
-    def start(self) -> None:
-        self.workload.start()
 
     def counts(self) -> dict[str, dict[str, int]]:
         return self.workload.tally.counts

@@ -31,7 +31,7 @@ from sapwood.sim import datatype_checkers as dc
 from sapwood.sim.checkers import Verdict
 from sapwood.sim.datatype_checkers import DtKind, DtOp, Finals, Universe
 from sapwood.sim.history import Outcome
-from sapwood.sim.scenario import N_VAL, JudgeContext, ScenarioConfig, ScenarioSpec
+from sapwood.sim.scenario import N_VAL, ClientLoopScenario, JudgeContext, ScenarioConfig, ScenarioSpec
 from sapwood.sim.world import World
 
 COUNTER_TYPE = "sim_counters"
@@ -226,19 +226,14 @@ def _size(value: Any) -> int:
     return 1 if isinstance(value, int) else len(value)
 
 
-class DatatypeScenario:
+class DatatypeScenario(ClientLoopScenario):
+    workload: DatatypeWorkload
+
     def __init__(self, world: World, config: ScenarioConfig | DatatypeConfig,
                  rng: random.Random, targets: list[str]) -> None:
         dt_config = (config if isinstance(config, DatatypeConfig)
                      else DatatypeConfig(ops=config.ops, clients=config.clients))
         self.workload = DatatypeWorkload(world, dt_config, rng, targets)
-
-    @property
-    def finished(self) -> bool:
-        return self.workload.finished
-
-    def start(self) -> None:
-        self.workload.start()
 
     def counts(self) -> dict[str, dict[str, int]]:
         return self.workload.counts()

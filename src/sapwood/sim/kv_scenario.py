@@ -15,24 +15,19 @@ from sapwood.core.requests import CoverageRequest, CoverageResult, ListKeys
 from sapwood.core.ring import BKey
 from sapwood.sim import checkers
 from sapwood.sim.checkers import Verdict
-from sapwood.sim.scenario import N_VAL, JudgeContext, ScenarioConfig, ScenarioSpec
+from sapwood.sim.scenario import N_VAL, ClientLoopScenario, JudgeContext, ScenarioConfig, ScenarioSpec
 from sapwood.sim.workload import BUCKET, LWW_TYPE, SETS_TYPE, Workload, WorkloadConfig
 from sapwood.sim.world import World
 
 
-class KVScenario:
+class KVScenario(ClientLoopScenario):
+    workload: Workload
+
     def __init__(self, world: World, config: ScenarioConfig | WorkloadConfig,
                  rng: random.Random, targets: list[str]) -> None:
         workload_config = (config if isinstance(config, WorkloadConfig)
                            else WorkloadConfig(ops=config.ops, clients=config.clients))
         self.workload = Workload(world, workload_config, rng, targets)
-
-    @property
-    def finished(self) -> bool:
-        return self.workload.finished
-
-    def start(self) -> None:
-        self.workload.start()
 
     def counts(self) -> dict[str, dict[str, int]]:
         return self.workload.history.counts()

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from sapwood.core.kvobject import KVObject
 from sapwood.core.ring import BKey, Ring
 from sapwood.sim.checkers import Verdict
+from sapwood.sim.clients import ClientLoop
 from sapwood.sim.world import World
 
 N_VAL = 3
@@ -86,3 +87,17 @@ class ScenarioSpec:
     name: str
     bucket_types: dict[str, dict[str, Any]]
     factory: ScenarioFactory
+
+
+class ClientLoopScenario:
+    """The part every scenario shares: its clients are one ClientLoop, `workload`, and the
+    scenario has started and finished when they have."""
+
+    workload: ClientLoop[Any, Any]
+
+    @property
+    def finished(self) -> bool:
+        return self.workload.finished
+
+    def start(self) -> None:
+        self.workload.start()
