@@ -6,8 +6,12 @@ bugs are fixed for real. A wider sweep runs from the command line: `sapwood sim 
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
 import pytest
 
+from sapwood.sim import runner
 from sapwood.sim.faults import ALL_FAULTS
 from sapwood.sim.runner import RunOptions, RunReport, run_seed, sweep
 from sim.regression_seeds import REGRESSIONS, Regression, apply_pending_fixes
@@ -45,9 +49,24 @@ def _runs(seeds: range, options: RunOptions, jobs: int) -> dict[int, tuple[str, 
     return seen
 
 
-def test_a_sweep_on_two_processes_gives_every_seed_the_same_run() -> None:
+def test_a_sweep_on_two_processes_gives_every_seed_the_same_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pools: list[int | None] = []
+    submitted: list[int] = []
+
+    class RecordingPool(ProcessPoolExecutor):
+        def __init__(self, max_workers: int | None = None) -> None:
+            pools.append(max_workers)
+            super().__init__(max_workers=max_workers)
+
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            submitted.append(args[0])
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", RecordingPool)
     seeds, options = range(20, 26), RunOptions(ops=150, faults=ALL_FAULTS)
     on_two = _runs(seeds, options, jobs=2)
+    assert pools == [2] and sorted(submitted) == list(seeds)  # every seed ran in a worker
     assert on_two == _runs(seeds, options, jobs=1)
     assert sorted(on_two) == list(seeds)
     assert len({digest for digest, _ in on_two.values()}) == len(seeds)
