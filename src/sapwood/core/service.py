@@ -33,6 +33,7 @@ from sapwood.core.kvobject import DecodeCache, Metadata, check_value_size
 from sapwood.core.messages import (
     CoordinatePutReply,
     CoordinateUpdate,
+    Fetch,
     FetchReply,
     FoldReply,
     StoreAck,
@@ -373,15 +374,30 @@ class KVService:
         node = self.node
         deliver = self._deliver
         out: list[Effect] = []
-        while effects:
-            produced: list[Effect] = []
-            for effect in effects:
-                if type(effect) is Send and effect.to == node:
-                    produced += deliver(effect.msg, now_ms)
+        pending: list[Any] = effects
+        while pending:
+            produced: list[Any] = []
+            for effect in pending:
+                kind = type(effect)
+                if kind is Send and effect.to == node:
+                    msg = effect.msg
+                    if type(msg) is Fetch and msg.coordinator == node:
+                        # A read of our own replica for our own coordinator (every read on one
+                        # node): its reply goes in bare, and is delivered in the next round, just
+                        # where its Send to ourselves would have been.
+                        produced.append(self._local_fetch(msg))
+                    else:
+                        produced += deliver(msg, now_ms)
+                elif kind is FetchReply:
+                    produced += deliver(effect, now_ms)
                 else:
                     out.append(effect)
-            effects = produced
+            pending = produced
         return out
+
+    def _local_fetch(self, msg: Fetch) -> FetchReply:
+        vnode = self.vnodes.get(msg.partition)
+        return (vnode or self.vnode(msg.partition)).fetch_reply(msg)
 
     def _disarm_finished(self, out: list[Effect]) -> list[Effect]:
         """Timeouts of finished requests need not stay armed (a timer per request adds up);

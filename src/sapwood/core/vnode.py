@@ -118,9 +118,12 @@ class Vnode:
         return [] if handler is None else handler(self, msg, now_ms)
 
     def _fetch(self, msg: Fetch, now_ms: int) -> list[Effect]:
+        return [Send(msg.coordinator, self.fetch_reply(msg))]
+
+    def fetch_reply(self, msg: Fetch) -> FetchReply:
+        """The answer to `msg`; the service hands it straight to a coordinator on this node."""
         self.stats["gets"] += 1
-        return [Send(msg.coordinator, FetchReply(
-            msg.req_id, self.partition, self.node, self.read(msg.bkey)))]
+        return FetchReply(msg.req_id, self.partition, self.node, self.read(msg.bkey))
 
     def _on_coordinate_put(self, msg: CoordinatePut, now_ms: int) -> list[Effect]:
         self.last_write_ms = now_ms
