@@ -91,7 +91,9 @@ def error_for(answer: Answer) -> SapwoodError:
     if error_class is not None:
         return error_class(message)
     error = SapwoodError(message)
-    error.status = answer.status
+    # `status` is a ClassVar (core/errors.py: compiled exceptions need that); an error of a
+    # status no class stands for carries its own.
+    error.status = answer.status  # type: ignore[misc]
     return error
 
 

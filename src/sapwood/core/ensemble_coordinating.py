@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from mypy_extensions import trait
+
 from sapwood.core.consensus import Get, NotLeader, Result, Unavailable
 from sapwood.core.effects import Effect, Reply, Send, SetTimer
 from sapwood.core.ensemble_groups import RingView, group_id, member_node, members_under
@@ -41,6 +43,8 @@ SUSPECT_MS = 3_000  # a node that left a call unanswered is asked last for this 
 MAX_OPEN_CALLS = 20_000  # replica requests awaiting their answer on one node
 
 
+# A trait: mypyc compiles a class with several bases only when all but one are traits.
+@trait
 class OpCoordinator:
     """The client-operation half of `EnsembleHost` (a mixin: the host owns the state used here)."""
 

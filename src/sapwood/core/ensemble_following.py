@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from mypy_extensions import trait
+
 from sapwood.core.consensus import (
     AddMember,
     ConfigApplied,
@@ -43,6 +45,8 @@ DROPPED_WRITE = ("its member left the group with the write in its log; the write
                  "have been applied")
 
 
+# A trait: mypyc compiles a class with several bases only when all but one are traits.
+@trait
 class RingFollower:
     """The membership half of `EnsembleHost` (a mixin: the host owns the state used here)."""
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class SapwoodError(Exception):
     """Base of every error Sapwood reports to a client; `status` is the HTTP status it maps to."""
 
-    status = 500
+    # A ClassVar: under mypyc an unannotated class-body value is an instance attribute default,
+    # which subclasses of a compiled exception do not get.
+    status: ClassVar[int] = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -16,33 +20,33 @@ class SapwoodError(Exception):
 class BadRequest(SapwoodError):
     """The request is malformed or asks for something invalid; nothing was changed."""
 
-    status = 400
+    status: ClassVar[int] = 400
 
 
 class NotFound(SapwoodError):
-    status = 404
+    status: ClassVar[int] = 404
 
 
 class Conflict(SapwoodError):
     """The request is valid but the stored state refuses it (e.g. too many siblings)."""
 
-    status = 409
+    status: ClassVar[int] = 409
 
 
 class PreconditionFailed(SapwoodError):
     """A conditional request's condition (If-Match, context, CAS) does not hold."""
 
-    status = 412
+    status: ClassVar[int] = 412
 
 
 class TooLarge(SapwoodError):
-    status = 413
+    status: ClassVar[int] = 413
 
 
 class Unavailable(SapwoodError):
     """Not enough replicas answered (quorum unmet, timeout, no majority)."""
 
-    status = 503
+    status: ClassVar[int] = 503
 
 
 _BY_STATUS: dict[int, type[SapwoodError]] = {

@@ -42,6 +42,11 @@ class Verdict:
         mark = "INFO" if self.informational else ("PASS" if self.passed else "FAIL")
         return f"{mark} {self.name}: {self.summary}"
 
+    def __reduce__(self) -> tuple[type[Verdict], tuple[str, bool, str, tuple[str, ...], bool]]:
+        # Rebuilt through __init__: a sweep's workers send verdicts back pickled, and a frozen
+        # dataclass compiled by mypyc cannot be restored from its state (bench/build_compiled.py).
+        return (Verdict, (self.name, self.passed, self.summary, self.details, self.informational))
+
 
 @dataclass
 class Observer:

@@ -26,6 +26,7 @@ from enum import StrEnum
 from itertools import accumulate
 from typing import Any, Generic, Protocol, TypeVar
 
+from sapwood.sim import draws
 from sapwood.sim.history import Outcome
 from sapwood.sim.world import NotRunning, World
 
@@ -169,7 +170,7 @@ class ClientLoop(Generic[OpT, ConfigT]):
             return
         self.issued += 1
         self.starting += 1
-        self.world.schedule(self.rng.randint(*delay_range), lambda: self._begin(client))
+        self.world.schedule(draws.randint(self.rng, *delay_range), lambda: self._begin(client))
 
     def _begin(self, client: int) -> None:
         self.starting -= 1

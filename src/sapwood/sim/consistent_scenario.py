@@ -33,7 +33,7 @@ from sapwood.core.errors import NotFound, PreconditionFailed
 from sapwood.core.errors import Unavailable as UnavailableError
 from sapwood.core.requests import DeleteRequest, GetRequest, GetResult, PutRequest
 from sapwood.core.ring import BKey
-from sapwood.sim import linearizability
+from sapwood.sim import draws, linearizability
 from sapwood.sim.checkers import Verdict, _details
 from sapwood.sim.clients import ClientConfig, ClientLoop, WeightedMix, describe_error
 from sapwood.sim.history import HistoryRecorder, OpKind, Outcome
@@ -122,7 +122,7 @@ class ConsistentWorkload(ClientLoop[Call, ConsistentConfig]):
 
     def _start_op(self, client: int) -> None:
         kind = self._mix.draw(self.rng)
-        call = Call(self._begun, client, kind, self.rng.choice(self.keys),
+        call = Call(self._begun, client, kind, draws.choice(self.rng, self.keys),
                     f"v{self.issued}c{client}")
         self._begun += 1
         self._admit(call)
@@ -338,9 +338,7 @@ class LivenessProbe:
                        f"every key read and written within {worst} ms of the heal")
 
 
-class ConsistentScenario(ClientLoopScenario):
-    workload: ConsistentWorkload
-
+class ConsistentScenario(ClientLoopScenario[ConsistentWorkload]):
     def __init__(self, world: World, config: ScenarioConfig | ConsistentConfig,
                  rng: random.Random, targets: list[str]) -> None:
         workload_config = (config if isinstance(config, ConsistentConfig)

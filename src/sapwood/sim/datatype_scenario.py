@@ -26,7 +26,7 @@ from sapwood.core.crdt.ops import CounterOp
 from sapwood.core.datatypes import join_state
 from sapwood.core.requests import GetRequest, GetResult, Quorum, UpdateRequest
 from sapwood.core.ring import BKey
-from sapwood.sim import clients
+from sapwood.sim import clients, draws
 from sapwood.sim import datatype_checkers as dc
 from sapwood.sim.checkers import Verdict
 from sapwood.sim.datatype_checkers import DtKind, DtOp, Finals, Universe
@@ -92,12 +92,12 @@ class DatatypeWorkload(clients.ClientLoop[DtOp, DatatypeConfig]):
     def _start_op(self, client: int) -> None:
         kind = self._mix.draw(self.rng)
         bucket_type = _TYPE_OF_KIND.get(kind)
-        key = self.rng.choice(self.keys[bucket_type] if bucket_type else self.all_keys)
+        key = draws.choice(self.rng, self.keys[bucket_type] if bucket_type else self.all_keys)
         op = DtOp(len(self.ops), client, kind, key.key, self.world.now)
         self.ops.append(op)
         self._admit(op)
         if kind in (DtKind.SET_REMOVE, DtKind.MAP_REMOVE, DtKind.FETCH):
-            r = self.rng.choice(self.config.read_quorums)
+            r = draws.choice(self.rng, self.config.read_quorums)
             self._request(op, GetRequest(key, r=r, timeout_ms=self.config.request_timeout_ms),
                           lambda result: self._after_fetch(op, key, result))
         else:
@@ -126,13 +126,13 @@ class DatatypeWorkload(clients.ClientLoop[DtOp, DatatypeConfig]):
         return self._map_update(op)
 
     def _amount(self) -> int:
-        amount = self.rng.randint(1, MAX_COUNTER_STEP)
+        amount = draws.randint(self.rng, 1, MAX_COUNTER_STEP)
         return amount if self.rng.random() < 0.7 else -amount
 
     def _map_update(self, op: DtOp) -> MapOp:
         chosen = [name for name in dc.MAP_FIELDS if self.rng.random() < 0.5]
         if not chosen:
-            chosen = [self.rng.choice(dc.MAP_FIELDS)]
+            chosen = [draws.choice(self.rng, dc.MAP_FIELDS)]
         updates: list[tuple[FieldKey, Op]] = []
         for name in chosen:
             sub: Op
@@ -186,7 +186,7 @@ class DatatypeWorkload(clients.ClientLoop[DtOp, DatatypeConfig]):
         if not value:
             self._finish(op, Outcome.OK, "nothing to remove")
             return
-        count = min(len(value), self.rng.randint(1, MAX_REMOVED_PER_OP))
+        count = min(len(value), draws.randint(self.rng, 1, MAX_REMOVED_PER_OP))
         removed = sorted(self.rng.sample(sorted(value), count))
         op.removed = frozenset(removed)
         set_op = SetOp(removes=tuple(e.encode() for e in removed))
@@ -199,13 +199,13 @@ class DatatypeWorkload(clients.ClientLoop[DtOp, DatatypeConfig]):
         if not present:
             self._finish(op, Outcome.OK, "nothing to remove")
             return
-        op.field = self.rng.choice(present)
+        op.field = draws.choice(self.rng, present)
         if op.field == dc.SET_FIELD:
             op.observed = frozenset(value[op.field])
         self._update(op, key, MapOp(removes=(_FIELDS[op.field],)), state.context())
 
     def _update(self, op: DtOp, key: BKey, dt_op: Op, context: bytes | None) -> None:
-        w, dw = self.rng.choice(self.config.write_quorums)
+        w, dw = draws.choice(self.rng, self.config.write_quorums)
         op.wrote = True
         self.universe.add(op)
         self.keys_written.add(key)
@@ -226,9 +226,7 @@ def _size(value: Any) -> int:
     return 1 if isinstance(value, int) else len(value)
 
 
-class DatatypeScenario(ClientLoopScenario):
-    workload: DatatypeWorkload
-
+class DatatypeScenario(ClientLoopScenario[DatatypeWorkload]):
     def __init__(self, world: World, config: ScenarioConfig | DatatypeConfig,
                  rng: random.Random, targets: list[str]) -> None:
         dt_config = (config if isinstance(config, DatatypeConfig)

@@ -304,8 +304,8 @@ class MembershipChange:
             self.world.submit(member, AdminRequest("commit"), self._committed)
 
     def _staged(self, result: Any) -> None:
-        settled = BadRequest | Conflict | NotFound
-        if isinstance(result, settled) or not isinstance(result, Exception):
+        # A tuple, not `A | B | C`: mypyc takes that assignment for a type alias and drops it.
+        if isinstance(result, (BadRequest, Conflict, NotFound)) or not isinstance(result, Exception):
             # BadRequest/Conflict/NotFound: an earlier attempt got through (already joined,
             # already leaving or gone); the commit finds out whether anything is left to do.
             self.stage = "commit"

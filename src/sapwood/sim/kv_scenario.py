@@ -20,9 +20,7 @@ from sapwood.sim.workload import BUCKET, LWW_TYPE, SETS_TYPE, Workload, Workload
 from sapwood.sim.world import World
 
 
-class KVScenario(ClientLoopScenario):
-    workload: Workload
-
+class KVScenario(ClientLoopScenario[Workload]):
     def __init__(self, world: World, config: ScenarioConfig | WorkloadConfig,
                  rng: random.Random, targets: list[str]) -> None:
         workload_config = (config if isinstance(config, WorkloadConfig)

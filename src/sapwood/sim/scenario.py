@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from sapwood.core.kvobject import KVObject
 from sapwood.core.ring import BKey, Ring
@@ -89,11 +89,16 @@ class ScenarioSpec:
     factory: ScenarioFactory
 
 
-class ClientLoopScenario:
+LoopT = TypeVar("LoopT", bound=ClientLoop[Any, Any])
+
+
+class ClientLoopScenario(Generic[LoopT]):
     """The part every scenario shares: its clients are one ClientLoop, `workload`, and the
     scenario has started and finished when they have."""
 
-    workload: ClientLoop[Any, Any]
+    # Generic rather than narrowed in each subclass: mypyc compiles attributes whose type a
+    # subclass redeclares only when the declarations are the same.
+    workload: LoopT
 
     @property
     def finished(self) -> bool:

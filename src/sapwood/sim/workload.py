@@ -35,6 +35,7 @@ from sapwood.core.requests import (
     Quorum,
 )
 from sapwood.core.ring import BKey
+from sapwood.sim import draws
 from sapwood.sim.checkers import Observer
 from sapwood.sim.clients import (
     ClientConfig,
@@ -193,11 +194,11 @@ class Workload(ClientLoop[OpRecord, WorkloadConfig]):
 
     def _start_op(self, client: int) -> None:
         kind = self._mix.draw(self.rng)
-        key = self.rng.choice(self.lww_keys if kind is OpKind.LWW_ADD else self.set_keys)
+        key = draws.choice(self.rng, self.lww_keys if kind is OpKind.LWW_ADD else self.set_keys)
         op = self._admit(self.history.invoke(client, kind, "" if kind is OpKind.LIST else key.key,
                                              self.world.now))
         if kind in (OpKind.ADD, OpKind.LWW_ADD, OpKind.DELETE, OpKind.READ):
-            r = self.rng.choice(self.config.read_quorums)
+            r = draws.choice(self.rng, self.config.read_quorums)
             self._request(op, GetRequest(key, r=r, timeout_ms=self.config.request_timeout_ms),
                           lambda result: self._after_read(op, key, result))
         elif kind is OpKind.BLIND:
@@ -257,7 +258,7 @@ class Workload(ClientLoop[OpRecord, WorkloadConfig]):
                context: dict[bytes, int]) -> None:
         """Write `value`, the encoding of `elements` under this op's tag."""
         self.values.remember(value, op.op_id, elements)
-        w, dw = self.rng.choice(self.config.write_quorums)
+        w, dw = draws.choice(self.rng, self.config.write_quorums)
         op.wrote = True
         self.observer.wrote(key.key if key.type == SETS_TYPE else "lww:" + key.key, op.op_id)
         self.keys_written.add(key)

@@ -14,10 +14,11 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgpack
+from mypy_extensions import mypyc_attr
 
 from sapwood.core import membership as ms
 from sapwood.core.claim import claim
@@ -26,6 +27,7 @@ from sapwood.core.effects import CancelTimer, Effect, Flush, Reply, Send, SetTim
 from sapwood.core.membership import ClusterState, Member, Status
 from sapwood.core.messages import CoordinatePut, CoordinateUpdate
 from sapwood.core.requests import Request
+from sapwood.sim import draws
 from sapwood.sim.disk import SimBackend
 from sapwood.sim.network import LOST, Network, NetworkConfig
 
@@ -37,10 +39,14 @@ CLOCK_BASE_MS = 1_000_000  # node clocks start here, so a negative skew stays po
 Callback = Callable[[Any], None]
 
 
+# Not native classes under mypyc (which cannot subclass ConnectionError natively): still plain
+# exceptions to every caller.
+@mypyc_attr(native_class=False)
 class NotRunning(ConnectionError):
     """The request never reached a node (it was down or paused): it certainly did nothing."""
 
 
+@mypyc_attr(native_class=False)
 class LostInCrash(ConnectionError):
     """The node crashed with the request in flight: it may or may not have taken effect."""
 
@@ -172,8 +178,7 @@ class World:
     # --- nodes --------------------------------------------------------------------------------
 
     def _boot(self, node: SimNode, state: ClusterState | None) -> None:
-        config = ClusterConfig(**{**self.config.__dict__, "cluster_addr": node.name,
-                                  "http_url": ""})
+        config = replace(self.config, cluster_addr=node.name, http_url="")
         rng = random.Random(self.rng.getrandbits(64))
         node.core = ClusterNode(node.name, node.backend, node.incarnation, config, rng, state)
         self._liveness += 1
@@ -247,8 +252,8 @@ class World:
             self._live_targets = cached = (self._liveness, list(targets), live)
         live = cached[2]
         if live and rng.random() < live_bias:
-            return rng.choice(live)
-        return rng.choice(targets)
+            return draws.choice(rng, live)
+        return draws.choice(rng, targets)
 
     def sync_all(self) -> None:
         """Make every running node's writes durable (the set-up phase is long past)."""

@@ -18,7 +18,7 @@ not O(size of the state). `merge` and `copy` return fresh states and leave their
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar, cast
 
 import msgpack
 
@@ -53,7 +53,7 @@ CtxKey = tuple[tuple[bytes, int], ...]
 class CorruptDatatype(SapwoodError):
     """Stored data-type bytes could not be decoded (wrong tag, unknown version, damaged payload)."""
 
-    status = 500
+    status: ClassVar[int] = 500
 
 
 def descends(clock: Clock, other: Clock) -> bool:
@@ -252,8 +252,15 @@ class DotStore(ABC):
     def from_wire(cls, data: Any, actors: list[bytes]) -> Self: ...
 
 
-class CausalCRDT(ABC):
-    """A dot store with its clock and pending (deferred) context-removes: a complete data type."""
+StoreT = TypeVar("StoreT", bound=DotStore)
+
+
+class CausalCRDT(ABC, Generic[StoreT]):
+    """A dot store with its clock and pending (deferred) context-removes: a complete data type.
+
+    Generic in its store type rather than narrowing `store` in each subclass: mypyc compiles
+    attributes whose type a subclass redeclares only when the declarations are the same.
+    """
 
     type_name: ClassVar[str]
     TAG: ClassVar[int]
@@ -266,11 +273,11 @@ class CausalCRDT(ABC):
     def __init__(
         self,
         clock: Clock | None = None,
-        store: DotStore | None = None,
+        store: StoreT | None = None,
         deferred: dict[CtxKey, set[Path]] | None = None,
     ) -> None:
         self.clock: Clock = {} if clock is None else clock
-        self.store: DotStore = self.store_type() if store is None else store
+        self.store: StoreT = cast(StoreT, self.store_type()) if store is None else store
         self.deferred: dict[CtxKey, set[Path]] = {} if deferred is None else deferred
 
     @classmethod
@@ -368,7 +375,7 @@ class CausalCRDT(ABC):
                 deferred[key] = {path_from_wire(p) for p in paths}
         except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
             raise CorruptDatatype(f"damaged {cls.type_name} payload") from exc
-        return cls(clock, store, deferred)
+        return cls(clock, cast(StoreT, store), deferred)
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and self.encode() == other.encode()

@@ -69,7 +69,7 @@ class FlagStore(DotStore):
         return cls(dots_from_wire(data, actors))
 
 
-class Flag(CausalCRDT):
+class Flag(CausalCRDT[FlagStore]):
     """A standalone flag (for tests and embedders); `update` mutates and returns self."""
 
     type_name: ClassVar[str] = "flag"
@@ -78,7 +78,6 @@ class Flag(CausalCRDT):
     op_type: ClassVar[type] = FlagOp
 
     __slots__ = ()
-    store: FlagStore
 
     def value(self) -> bool:
         return self.store.value()

@@ -104,7 +104,8 @@ class HyperLogLog:
     def registers(self) -> Iterator[tuple[int, int]]:
         """(index, value) of every non-zero register."""
         if self.dense is not None:
-            return ((i, r) for i, r in enumerate(self.dense) if r)
+            # iter(): mypyc (2.4) crashes compiling a comprehension over enumerate(bytearray)
+            return ((i, r) for i, r in enumerate(iter(self.dense)) if r)
         return iter((self.sparse or {}).items())
 
     def with_precision(self, precision: int) -> HyperLogLog:

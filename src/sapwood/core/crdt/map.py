@@ -297,7 +297,7 @@ STORE_TYPES: dict[str, type[DotStore]] = {
 }
 
 
-class Map(CausalCRDT):
+class Map(CausalCRDT[MapStore]):
     """Riak's `map`. `update` mutates in place and returns self; `merge` returns a new map."""
 
     type_name: ClassVar[str] = "map"
@@ -307,7 +307,6 @@ class Map(CausalCRDT):
     op_type: ClassVar[type] = MapOp
 
     __slots__ = ()
-    store: MapStore
 
     def value(self) -> dict[str, Any]:
         return self.store.value()

@@ -79,7 +79,7 @@ class RegisterStore(DotStore):
         return cls(entries)
 
 
-class Register(CausalCRDT):
+class Register(CausalCRDT[RegisterStore]):
     """A standalone register (for tests and embedders); `update` mutates and returns self."""
 
     type_name: ClassVar[str] = "register"
@@ -88,7 +88,6 @@ class Register(CausalCRDT):
     op_type: ClassVar[type] = RegisterOp
 
     __slots__ = ()
-    store: RegisterStore
 
     def value(self) -> str | None:
         return self.store.value()

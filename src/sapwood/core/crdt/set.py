@@ -237,7 +237,7 @@ def _entries_from_columns(elements: list[Any], sizes: list[Any], flat: list[Any]
     return entries
 
 
-class ORSet(CausalCRDT):
+class ORSet(CausalCRDT[SetStore]):
     """Riak's `set`. `update` mutates in place and returns self; `merge` returns a new set."""
 
     type_name: ClassVar[str] = "set"
@@ -247,7 +247,6 @@ class ORSet(CausalCRDT):
     op_type: ClassVar[type] = SetOp
 
     __slots__ = ()
-    store: SetStore
 
     def value(self) -> list[str]:
         return self.store.value()
