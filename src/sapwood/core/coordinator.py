@@ -2,11 +2,14 @@
 
 A coordinator runs on the node that received the request. It talks to the replicas of the key's
 preference list only through messages, so the same code serves one node (all replicas local) and a
-cluster (replicas across the network), and the simulator drives it unchanged.
+cluster (replicas across the network), and the simulator drives it unchanged. One shortcut: a GET
+whose replicas are all on this node reads them in one step (`GetCoordinator.read_locally`), with
+the same quorum accounting, answer and read repair as its messages would have given.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
@@ -143,16 +146,37 @@ class GetCoordinator(_KeyCoordinator):
         self._merged = (len(self.replies), result)
         return result
 
+    def read_locally(self, read: Callable[[int, BKey], KVObject | None], now_ms: int
+                     ) -> list[Effect]:
+        """`start` for a preference list that is all on this node: read each replica now, in
+        preflist order, and finish in this one step, with no messages and no timer.
+
+        The replies are taken exactly as their FetchReplies would be, and nothing is written
+        between the reads, so the answer and the read repairs are those of the message path.
+        """
+        if self.quorum.verdict() is _V_FAILED:
+            self.phase = _DONE
+            return [Reply(self.req_id, Unavailable(self.quorum.reason))]
+        effects: list[Effect] = []
+        for entry in self.preflist:
+            effects += self.on_replica(entry.partition, read(entry.partition, self.bkey), None,
+                                       now_ms)
+        return effects
+
     def on_message(self, msg: Any, now_ms: int) -> list[Effect]:
         if type(msg) is not FetchReply:
             return []
-        partition = msg.partition
+        return self.on_replica(msg.partition, msg.obj, msg.error, now_ms)
+
+    def on_replica(self, partition: int, obj: KVObject | None, error: str | None, now_ms: int
+                   ) -> list[Effect]:
+        """One replica's answer: its object (None: not found), or the error it gave."""
         primary = self._primary.get(partition)
         if primary is None or partition in self.replies:
             return []  # not asked, or a duplicate
-        if msg.error is None:
-            self.replies[partition] = msg.obj
-        verdict = self.quorum.add(found=msg.obj is not None, error=msg.error is not None,
+        if error is None:
+            self.replies[partition] = obj
+        verdict = self.quorum.add(found=obj is not None, error=error is not None,
                                   primary=primary)
         effects: list[Effect] = []
         if self.phase is _COLLECTING and verdict is not _V_PENDING:

@@ -122,8 +122,12 @@ class Vnode:
 
     def fetch_reply(self, msg: Fetch) -> FetchReply:
         """The answer to `msg`; the service hands it straight to a coordinator on this node."""
+        return FetchReply(msg.req_id, self.partition, self.node, self.read_replica(msg.bkey))
+
+    def read_replica(self, bkey: BKey) -> KVObject | None:
+        """A coordinator's read of this replica (counted in the vnode's stats)."""
         self.stats["gets"] += 1
-        return FetchReply(msg.req_id, self.partition, self.node, self.read(msg.bkey))
+        return self.read(bkey)
 
     def _on_coordinate_put(self, msg: CoordinatePut, now_ms: int) -> list[Effect]:
         self.last_write_ms = now_ms
