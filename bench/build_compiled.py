@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import os
 import shutil
 import subprocess
@@ -55,6 +56,29 @@ COMPILED_MODULES: tuple[str, ...] = (
 # type the modules for mypyc, and lmdb/uvloop ship no stubs.
 MYPY_INI = "[mypy]\npython_version = 3.11\nignore_missing_imports = True\n"
 OPT_LEVEL = "3"
+# What the build was made from, so that measuring a stale build is refused (the copy is a snapshot).
+SOURCES_DIGEST_FILE = "SOURCES.sha256"
+
+
+def sources_digest(package: Path | None = None) -> str:
+    """SHA-256 over every .py file of `package` (default: src/sapwood), relative path and bytes,
+    in a stable order."""
+    package = SOURCE_PACKAGE if package is None else package
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def stale_build_problem() -> str | None:
+    """Why build/compiled does not match src/sapwood now (None: it does)."""
+    if not (COMPILED_ROOT / "sapwood").is_dir():
+        return "no compiled build: run `python bench/build_compiled.py` first"
+    recorded = COMPILED_ROOT / SOURCES_DIGEST_FILE
+    if not recorded.exists() or recorded.read_text().strip() != sources_digest():
+        return ("the compiled build is older than src/sapwood (a snapshot of other sources): "
+                "run `python bench/build_compiled.py` again")
+    return None
 
 
 def find_c_compiler() -> str:
@@ -151,6 +175,7 @@ def main() -> None:
     compile_modules(paths)
     print(f"build_compiled: compiled in {time.perf_counter() - started:.0f} s; checking imports")
     check_imports(paths)
+    (COMPILED_ROOT / SOURCES_DIGEST_FILE).write_text(sources_digest() + "\n")
     print(f"build_compiled: done in {time.perf_counter() - started:.0f} s; "
           f"use PYTHONPATH={COMPILED_ROOT.relative_to(ROOT)}")
 

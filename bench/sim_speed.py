@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from build_compiled import stale_build_problem
+
 if TYPE_CHECKING:
     from sapwood.sim.runner import RunOptions
 
@@ -154,8 +156,9 @@ def differences(pure: Measurement, compiled: Measurement) -> list[str]:
 
 
 def run_both(args: argparse.Namespace, seeds: list[int]) -> None:
-    if not (BUILDS["compiled"] / "sapwood").is_dir():
-        raise SystemExit("no compiled build: run `python bench/build_compiled.py` first")
+    problem = stale_build_problem()
+    if problem:
+        raise SystemExit(problem)
     print(f"sapwood sim: {args.nodes} nodes, {args.ops} ops per run, seeds {seeds}; "
           "pure, then compiled, each in a child process")
     results = {build: run_build(build, args) for build in BUILDS}
