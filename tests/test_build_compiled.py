@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH_DIR))
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sapwood_build_compiled",
-                                                  BENCH_DIR / "build_compiled.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load()
+import build_compiled as build  # noqa: E402
 
 
 @pytest.fixture
